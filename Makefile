@@ -1,0 +1,33 @@
+# kharness: the two entry points are `make run` and `make test`. Both first
+# install the Debian packages the pipeline needs (through kharness doctor).
+GO      ?= go
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# e2e tests boot real kernels: give them room on a 2-core machine.
+E2E_TIMEOUT ?= 80m
+
+ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+
+.PHONY: run test unit e2e deps vet lint bin
+
+bin:
+	$(GO) build -o bin/kharness ./cmd/kharness
+
+deps: bin
+	@./bin/kharness doctor >/dev/null || $(SUDO) ./bin/kharness doctor --install
+
+run: deps
+	./bin/kharness run
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./cmd/kharness/
+	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml
+
+unit: vet
+	$(GO) test ./...
+
+e2e: deps
+	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./cmd/kharness/ -run E2E
+
+test: unit e2e

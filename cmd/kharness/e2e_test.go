@@ -1,0 +1,372 @@
+//go:build e2e
+
+// End-to-end tests: they build real 6.12 kernels for both targets, boot
+// them in real QEMU and check the outcome, exit code and artefacts of
+// each path a run can take. They need the packages `kharness doctor`
+// lists; a missing one fails the test, it is never skipped.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kharness/kharness/harness/outcome"
+	"github.com/kharness/kharness/harness/results"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kharness-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "kharness")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build kharness: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// writeConfig writes a kharness.yaml into a temp dir whose project
+// directories point at the repository (or at overrides).
+func writeConfig(t *testing.T, extra string, dirs map[string]string) (cfg, resultsDir string) {
+	t.Helper()
+	root := repoRoot(t)
+	d := map[string]string{"patches": "patches", "kconfigs": "kconfigs", "suites": "suites", "module": "."}
+	for k, v := range dirs {
+		d[k] = v
+	}
+	tmp := t.TempDir()
+	resultsDir = filepath.Join(tmp, "results")
+	// CI keeps every e2e run's results for upload.
+	if keep := os.Getenv("KHARNESS_E2E_RESULTS"); keep != "" {
+		resultsDir = filepath.Join(keep, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+		os.RemoveAll(resultsDir)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "results: %s\ndirs:\n", resultsDir)
+	for _, k := range []string{"patches", "kconfigs", "suites", "module"} {
+		p := d[k]
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p)
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", k, p)
+	}
+	b.WriteString(extra)
+	cfg = filepath.Join(tmp, "kharness.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, resultsDir
+}
+
+type runResult struct {
+	code   int
+	stdout string
+	stderr string
+	run    *results.Run
+	dir    string
+}
+
+func kharness(t *testing.T, env []string, args ...string) runResult {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := runResult{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run kharness: %v", err)
+	}
+	t.Logf("kharness %s: exit %d in %s\n--- stdout\n%s--- stderr (tail)\n%s", strings.Join(args, " "), r.code,
+		time.Since(start).Round(time.Second), r.stdout, tail(r.stderr, 40))
+	return r
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func loadRun(t *testing.T, resultsDir string) (*results.Run, string) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(filepath.Join(resultsDir, "latest"))
+	if err != nil {
+		t.Fatalf("no results/latest: %v", err)
+	}
+	r, err := results.Load(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, dir
+}
+
+func wantCode(t *testing.T, r runResult, o outcome.Outcome) {
+	t.Helper()
+	if r.code != o.ExitCode() {
+		t.Fatalf("exit code %d, want %d (%s)", r.code, o.ExitCode(), o)
+	}
+}
+
+func findTest(c *results.Cell, suite, name string) *results.Test {
+	for _, t := range c.Tests {
+		if t.Suite == suite && t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// TestE2EDefaultMatrix runs the default matrix shape (both targets, all
+// patch sets, smoke) on real kernels, then reruns it with `make` replaced
+// by a tripwire to prove an unchanged rerun builds nothing.
+func TestE2EDefaultMatrix(t *testing.T) {
+	cfg, res := writeConfig(t, "", nil)
+	r := kharness(t, nil, "run", "-c", cfg)
+	wantCode(t, r, outcome.Pass)
+	run, dir := loadRun(t, res)
+	if len(run.Cells) != 2 {
+		t.Fatalf("%d cells, want 2", len(run.Cells))
+	}
+	for _, c := range run.Cells {
+		if c.Outcome != outcome.Pass {
+			t.Errorf("%s: %s: %s", c.ID, c.Outcome, c.Reason)
+		}
+		if c.Accel == "" || c.GuestInfo["release"] == "" {
+			t.Errorf("%s: accel %q / guest info %v not recorded", c.ID, c.Accel, c.GuestInfo)
+		}
+		hm := findTest(c, "smoke", "highmem")
+		switch c.Target {
+		case "i386-highmem":
+			if hm == nil || hm.Outcome != outcome.Pass || hm.Metrics["pages_highmem"] <= 0 {
+				t.Errorf("i386 highmem test: %+v", hm)
+			}
+		case "x86_64":
+			if hm == nil || hm.Outcome != outcome.Skip {
+				t.Errorf("x86_64 highmem test should be a recorded skip: %+v", hm)
+			}
+		}
+		for _, f := range []string{"console.log", "events.jsonl", "qemu.cmdline", "config"} {
+			if fi, err := os.Stat(filepath.Join(dir, c.Dir, f)); err != nil || fi.Size() == 0 {
+				t.Errorf("%s: artefact %s missing or empty", c.ID, f)
+			}
+		}
+	}
+	for _, f := range []string{"results.json", "junit.xml", "events.jsonl"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	// Rerun with make made fatal: nothing changed, so nothing may build.
+	trip := t.TempDir()
+	marker := filepath.Join(trip, "make-was-called")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$@\" >> %s\nexit 99\n", marker)
+	if err := os.WriteFile(filepath.Join(trip, "make"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r2 := kharness(t, []string{"PATH=" + trip + ":" + os.Getenv("PATH")}, "run", "-c", cfg)
+	wantCode(t, r2, outcome.Pass)
+	if b, err := os.ReadFile(marker); err == nil {
+		t.Errorf("unchanged rerun invoked make: %s", b)
+	}
+	run2, _ := loadRun(t, res)
+	for _, c := range run2.Cells {
+		if !c.KernelCached || !c.InitrdCached {
+			t.Errorf("%s: rerun not cached (kernel %v, initramfs %v)", c.ID, c.KernelCached, c.InitrdCached)
+		}
+	}
+}
+
+func TestE2EPatchDoesNotApply(t *testing.T) {
+	cfg, res := writeConfig(t, "targets: [x86_64]\nsuites: [smoke]\n", map[string]string{"patches": "cmd/kharness/testdata/patches"})
+	r := kharness(t, nil, "run", "-c", cfg, "--patchset", "stale")
+	wantCode(t, r, outcome.PatchFail)
+	run, _ := loadRun(t, res)
+	c := run.Cells[0]
+	for _, w := range []string{"0001-stale-context.patch", "mm/highmem.c", "hunk #1", "@@ -600,7 +600,7 @@"} {
+		if !strings.Contains(c.Reason, w) {
+			t.Errorf("reason does not name %q:\n%s", w, c.Reason)
+		}
+	}
+	if c.Stage != "patch" {
+		t.Errorf("stage %q", c.Stage)
+	}
+}
+
+func TestE2EKconfigDropped(t *testing.T) {
+	cfg, res := writeConfig(t, "targets: [x86_64]\nsuites: [smoke]\npatchsets: []\n", map[string]string{"kconfigs": "cmd/kharness/testdata/kconfigs-dropped"})
+	r := kharness(t, nil, "run", "-c", cfg)
+	wantCode(t, r, outcome.KconfigDrop)
+	run, _ := loadRun(t, res)
+	c := run.Cells[0]
+	if !strings.Contains(c.Reason, "target/x86_64.config:3: CONFIG_HIGHPTE=y requested, final .config has CONFIG_HIGHPTE is not set") {
+		t.Errorf("reason:\n%s", c.Reason)
+	}
+}
+
+// TestE2ECrashes boots real kernels into each failure class the guest can
+// produce and checks outcome, exit code, splat and blame.
+func TestE2ECrashes(t *testing.T) {
+	tests := []struct {
+		name    string
+		targets string
+		suite   string
+		extra   string
+		want    outcome.Outcome
+		check   func(t *testing.T, c *results.Cell)
+	}{
+		{"suite failure", "x86_64", "selftest:fail", "", outcome.TestFail, func(t *testing.T, c *results.Cell) {
+			if tc := findTest(c, "selftest", "fail"); tc == nil || tc.Outcome != outcome.TestFail || !strings.Contains(tc.Message, "deliberate failure") {
+				t.Errorf("fail test: %+v", tc)
+			}
+		}},
+		{"expected failure", "x86_64", "selftest:fail", "cells:\n  - name: mutant\n    expect: fail\n", outcome.ExpectedFail, nil},
+		{"warning", "i386-highmem", "selftest:warn|pass", "", outcome.KernelCrash, func(t *testing.T, c *results.Cell) {
+			tc := findTest(c, "selftest", "warn")
+			if tc == nil || tc.Outcome != outcome.KernelCrash || !strings.Contains(strings.Join(tc.Kmsg, "\n"), "WARNING:") {
+				t.Errorf("warn test: %+v", tc)
+			}
+			if p := findTest(c, "selftest", "pass"); p == nil || p.Outcome != outcome.Pass {
+				t.Errorf("the guest should go on after a WARNING: %+v", p)
+			}
+		}},
+		{"panic", "i386-highmem,x86_64", "selftest:panic", "", outcome.KernelCrash, func(t *testing.T, c *results.Cell) {
+			if c.Crash == nil || c.Crash.Kind != "panic" || !strings.Contains(c.Crash.Title, "sysrq triggered crash") {
+				t.Errorf("crash: %+v", c.Crash)
+			}
+			if c.BlameSuite != "selftest" || c.BlameTest != "panic" {
+				t.Errorf("blame %s/%s", c.BlameSuite, c.BlameTest)
+			}
+			if !strings.Contains(c.Reproducer, "qemu-system-") {
+				t.Errorf("no reproducer: %q", c.Reproducer)
+			}
+		}},
+		{"hang", "x86_64", "selftest:hang", "timeouts:\n  no_output: 4s\n  tcg_scale: 1\n", outcome.Timeout, func(t *testing.T, c *results.Cell) {
+			if !strings.Contains(c.Reason, "no output") || c.BlameTest != "hang" {
+				t.Errorf("reason %q blame %q", c.Reason, c.BlameTest)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, res := writeConfig(t, "patchsets: []\n"+tc.extra, nil)
+			r := kharness(t, nil, "run", "-c", cfg, "--target", tc.targets, "--suite", tc.suite)
+			wantCode(t, r, tc.want)
+			run, _ := loadRun(t, res)
+			if run.Outcome != tc.want {
+				t.Errorf("run outcome %s, want %s", run.Outcome, tc.want)
+			}
+			for _, c := range run.Cells {
+				if c.Outcome != tc.want {
+					t.Errorf("%s: %s (%s), want %s", c.ID, c.Outcome, c.Reason, tc.want)
+				}
+				if tc.check != nil {
+					tc.check(t, c)
+				}
+			}
+			if tc.want != outcome.Pass && tc.want != outcome.ExpectedFail && !strings.Contains(r.stdout, "reproduce the boot:") {
+				t.Errorf("no reproducer in the summary")
+			}
+		})
+	}
+}
+
+// TestE2EInterrupt sends SIGINT while a guest test runs: kharness must
+// stop QEMU, keep what it received and exit 130.
+func TestE2EInterrupt(t *testing.T) {
+	cfg, res := writeConfig(t, "patchsets: []\n", nil)
+	cmd := exec.Command(bin, "run", "-c", cfg, "--target", "x86_64", "--suite", "selftest:sleep", "--duration", "5m")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	var evPath string
+	for time.Now().Before(deadline) {
+		if dir, err := filepath.EvalSymlinks(filepath.Join(res, "latest")); err == nil {
+			evPath = filepath.Join(dir, "events.jsonl")
+			if b, _ := os.ReadFile(evPath); bytes.Contains(b, []byte(`"test":"sleep"`)) {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if evPath == "" {
+		cmd.Process.Kill()
+		t.Fatalf("the sleep test never started:\n%s", out.String())
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	t.Logf("output:\n%s", tail(out.String(), 30))
+	ee, _ := err.(*exec.ExitError)
+	if ee == nil || ee.ExitCode() != outcome.Interrupted.ExitCode() {
+		t.Fatalf("exit %v, want %d", err, outcome.Interrupted.ExitCode())
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %s to stop", d)
+	}
+	run, dir := loadRun(t, res)
+	if run.Outcome != outcome.Interrupted || run.Cells[0].Outcome != outcome.Interrupted {
+		t.Errorf("outcomes: run %s cell %s", run.Outcome, run.Cells[0].Outcome)
+	}
+	b, _ := os.ReadFile(evPath)
+	if !bytes.Contains(b, []byte(`"type":"hello"`)) || !bytes.Contains(b, []byte(`"test":"sleep"`)) {
+		t.Errorf("events received before Ctrl-C were lost:\n%s", b)
+	}
+	pidb, err := os.ReadFile(filepath.Join(dir, run.Cells[0].Dir, "qemu.pid"))
+	if err != nil {
+		t.Fatalf("qemu.pid: %v", err)
+	}
+	var pid int
+	fmt.Sscan(string(pidb), &pid)
+	if pid <= 0 {
+		t.Fatalf("bad qemu.pid %q", pidb)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(st, []byte("qemu")) {
+			t.Errorf("QEMU (pid %d) still running after kharness exited", pid)
+		}
+	}
+	var recs []results.Record
+	for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var r results.Record
+		if err := json.Unmarshal(l, &r); err != nil {
+			t.Errorf("events.jsonl line not JSON: %q", l)
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) < 3 {
+		t.Errorf("only %d records", len(recs))
+	}
+}

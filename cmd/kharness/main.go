@@ -1,0 +1,285 @@
+// Command kharness builds patched kernels for i386 HIGHMEM and x86_64,
+// boots them in QEMU with a u-root initramfs of Go stress suites, and
+// reports a results matrix. Run `kharness help` for the commands and the
+// exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kharness/kharness/harness/boot"
+	"github.com/kharness/kharness/harness/config"
+	"github.com/kharness/kharness/harness/doctor"
+	"github.com/kharness/kharness/harness/outcome"
+	"github.com/kharness/kharness/harness/results"
+	"github.com/kharness/kharness/harness/run"
+	"github.com/kharness/kharness/harness/target"
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: kharness COMMAND [flags]
+
+commands:
+  run      build, boot and test the matrix in kharness.yaml (or -c FILE)
+  build    only patch, configure and build the kernels of the matrix
+  boot     build one target and boot it with a u-root shell on this terminal
+  doctor   check host tools; --install installs the missing Debian packages
+  help     this text
+
+common flags (override kharness.yaml):
+  -c FILE            config file (default kharness.yaml in the current directory)
+  --source S         debian:linux-source-6.12 | /path/linux.tar.xz | /path/to/git/tree[@rev]
+  --target T,...     %s
+  --patchset P,...   patch sets to stack, in order ("all" for every set; "" for none)
+  --suite S,...      suites to run (suite or suite:test-regexp)
+  --accel A          kvm | tcg | auto (probe KVM for real, fall back to TCG)
+  --results DIR      where results/<run-id>/ goes
+  --duration D       stress duration per test (e.g. 10s in CI, 10m nightly)
+
+exit codes:
+`, strings.Join(target.Names(), ", "))
+	for _, o := range outcome.All() {
+		fmt.Fprintf(w, "  %3d  %-16s %s\n", o.ExitCode(), o, o.Description())
+	}
+}
+
+type listFlag struct {
+	vals *[]string
+	set  bool
+}
+
+func (l *listFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	return strings.Join(*l.vals, ",")
+}
+
+func (l *listFlag) Set(s string) error {
+	if !l.set {
+		*l.vals = []string{}
+		l.set = true
+	}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l.vals = append(*l.vals, v)
+		}
+	}
+	return nil
+}
+
+type common struct {
+	cfgPath string
+	o       config.Overrides
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.cfgPath, "c", "kharness.yaml", "config file")
+	fs.StringVar(&c.o.Source, "source", "", "kernel source")
+	fs.Var(&listFlag{vals: &c.o.Targets}, "target", "targets")
+	fs.Var(&listFlag{vals: &c.o.PatchSets}, "patchset", "patch sets, stacked in order")
+	fs.Var(&listFlag{vals: &c.o.Suites}, "suite", "suites")
+	fs.StringVar(&c.o.Accel, "accel", "", "kvm|tcg|auto")
+	fs.StringVar(&c.o.Results, "results", "", "results directory")
+	fs.StringVar(&c.o.Cache, "cache", "", "cache directory (default $KHARNESS_CACHE or ~/.cache/kharness)")
+	fs.DurationVar(&c.o.Duration, "duration", 0, "stress duration per test")
+}
+
+func (c *common) load() (*config.Config, error) {
+	cfg, err := config.Load(c.cfgPath, c.o)
+	if err != nil {
+		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
+	}
+	return cfg, nil
+}
+
+// signalContext cancels on the first SIGINT/SIGTERM so QEMU and make are
+// stopped and the results written; a second signal exits at once.
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-ch
+		fmt.Fprintf(stderr, "\nkharness: %v: stopping, writing partial results (again to force)\n", s)
+		cancel(fmt.Errorf("received %v", s))
+		<-ch
+		os.Exit(outcome.Interrupted.ExitCode())
+	}()
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
+}
+
+func fail(stderr io.Writer, err error) int {
+	o := outcome.Of(err)
+	fmt.Fprintf(stderr, "kharness: %v\n", err)
+	fmt.Fprintf(stderr, "kharness: %s (exit %d)\n", o, o.ExitCode())
+	return o.ExitCode()
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return outcome.ConfigError.ExitCode()
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	case "run", "build", "boot":
+		return matrixCmd(cmd, rest, stdout, stderr)
+	case "doctor":
+		return doctorCmd(rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "kharness: unknown command %q\n\n", cmd)
+	usage(stderr)
+	return outcome.ConfigError.ExitCode()
+}
+
+func doctorCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	install := fs.Bool("install", false, "install missing packages with apt-get")
+	src := fs.String("source-package", "linux-source-6.12", "kernel source package to check for")
+	if err := fs.Parse(args); err != nil {
+		return outcome.ConfigError.ExitCode()
+	}
+	checks := doctor.Checks(*src)
+	missing := doctor.Report(stdout, checks)
+	if len(missing) == 0 {
+		fmt.Fprintln(stdout, "\nall good")
+		return 0
+	}
+	if !*install {
+		return outcome.Infra.ExitCode()
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	if err := doctor.Install(ctx, stdout, doctor.Packages(missing)); err != nil {
+		return fail(stderr, outcome.Errorf(outcome.Infra, "%w", err))
+	}
+	if still := doctor.Missing(checks); len(still) > 0 {
+		doctor.Report(stdout, still)
+		return outcome.Infra.ExitCode()
+	}
+	fmt.Fprintln(stdout, "\nall good")
+	return 0
+}
+
+func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return outcome.ConfigError.ExitCode()
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, outcome.Errorf(outcome.ConfigError, "unexpected arguments: %v", fs.Args()))
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	p, err := run.New(cfg, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	switch cmd {
+	case "build":
+		return buildCmd(ctx, p, stdout, stderr)
+	case "boot":
+		return bootCmd(ctx, p, stdout, stderr)
+	}
+	start := time.Now()
+	r, store, err := p.Matrix(ctx)
+	if err != nil && r == nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintln(stdout)
+	results.Summary(stdout, r)
+	fmt.Fprintf(stdout, "results: %s (%.0fs)\n", store.Dir, time.Since(start).Seconds())
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return r.Outcome.ExitCode()
+}
+
+func buildCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int {
+	var worst []outcome.Outcome
+	tmp, err := os.MkdirTemp("", "kharness-build-")
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, c := range p.Cfg.Matrix(p.Catalog) {
+		k, err := p.Kernel(ctx, c, filepath.Join(tmp, c.ID))
+		if err != nil {
+			fmt.Fprintf(stderr, "[%s] %v\n", c.ID, err)
+			worst = append(worst, outcome.Of(err))
+			continue
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\n", c.ID, k.Image, filepath.Join(k.Dir, "config"))
+	}
+	return outcome.Worst(worst...).ExitCode()
+}
+
+// bootCmd boots the first cell's kernel with the agent in shell mode and
+// the console on this terminal (Ctrl-A X quits QEMU).
+func bootCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int {
+	cells := p.Cfg.Matrix(p.Catalog)
+	if len(cells) == 0 {
+		return fail(stderr, outcome.Errorf(outcome.ConfigError, "the matrix is empty"))
+	}
+	c := cells[0]
+	if len(cells) > 1 {
+		fmt.Fprintf(stderr, "kharness boot: %d cells match, booting %s (narrow with --target/--patchset)\n", len(cells), c.ID)
+	}
+	t, _ := target.Lookup(c.Target)
+	dir, err := os.MkdirTemp("", "kharness-boot-")
+	if err != nil {
+		return fail(stderr, err)
+	}
+	k, err := p.Kernel(ctx, c, dir)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	ir, err := p.Initramfs(ctx, t, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	accel, why, err := p.Accel(ctx, t)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
+	spec.Cmdline = append(spec.Cmdline, "kharness.mode=shell")
+	qargs := boot.Args(spec, "stdio,mux=on,signal=off", "null")
+	qargs = append(qargs, "-mon", "chardev=con,mode=readline")
+	fmt.Fprintf(stderr, "kharness boot: %s under %s (%s); Ctrl-A X quits\n", c.ID, accel, why)
+	q := exec.CommandContext(ctx, t.QEMU, qargs...)
+	q.Stdin, q.Stdout, q.Stderr = os.Stdin, stdout, stderr
+	if err := q.Run(); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fail(stderr, outcome.Errorf(outcome.Infra, "%s: %w", t.QEMU, err))
+		}
+	}
+	return 0
+}

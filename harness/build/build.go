@@ -1,0 +1,203 @@
+// Package build runs the kernel build itself: make with ccache at a stable
+// path, the full log kept on disk, and on failure the first compiler
+// errors with file:line instead of the last 20 lines of make noise.
+package build
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+
+	"github.com/kharness/kharness/harness/internal/proc"
+	"github.com/kharness/kharness/harness/outcome"
+)
+
+// Request is one kernel build.
+type Request struct {
+	Src      string // source tree
+	BuildDir string // O= directory holding .config
+	Arch     string
+	Target   string // make target, e.g. bzImage
+	Image    string // output path relative to BuildDir
+	Jobs     int    // 0 = nproc+1
+	CCache   string // ccache directory; "" disables ccache
+	BaseDir  string // ccache base_dir: the root under which work trees live
+	Log      io.Writer
+}
+
+// Result of a successful build.
+type Result struct {
+	Image    string   // absolute path of the image in BuildDir
+	Warnings []string // compiler warnings, file:line: warning: ...
+}
+
+// Diagnostic is a compiler message from the log.
+type Diagnostic struct {
+	File    string
+	Line    int
+	Col     int
+	Kind    string // error, warning, fatal error
+	Message string
+}
+
+func (d Diagnostic) String() string {
+	if d.Col > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s: %s", d.File, d.Line, d.Col, d.Kind, d.Message)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", d.File, d.Line, d.Kind, d.Message)
+}
+
+// Error is a failed build with the first diagnostics from its log.
+type Error struct {
+	Errors  []Diagnostic
+	LogPath string
+	Tail    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("kernel build failed")
+	if len(e.Errors) == 0 {
+		b.WriteString("; no compiler error found in the log, its end:\n")
+		b.WriteString(e.Tail)
+	} else {
+		b.WriteString(":")
+		for _, d := range e.Errors {
+			b.WriteString("\n  " + d.String())
+		}
+	}
+	if e.LogPath != "" {
+		b.WriteString("\nfull log: " + e.LogPath)
+	}
+	return b.String()
+}
+
+var diagRe = regexp.MustCompile(`^([^\s:][^:]*):(\d+):(?:(\d+):)? (error|warning|fatal error): (.*)$`)
+
+// Diagnostics extracts compiler/linker diagnostics of the given kinds from a
+// build log, in order, without duplicates.
+func Diagnostics(log []byte, kinds ...string) []Diagnostic {
+	want := map[string]bool{}
+	for _, k := range kinds {
+		want[k] = true
+	}
+	var out []Diagnostic
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		m := diagRe.FindStringSubmatch(sc.Text())
+		if m == nil || !want[m[4]] {
+			continue
+		}
+		d := Diagnostic{File: m[1], Kind: m[4], Message: m[5]}
+		fmt.Sscan(m[2], &d.Line)
+		if m[3] != "" {
+			fmt.Sscan(m[3], &d.Col)
+		}
+		if k := d.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// linkerErrRe catches errors that have no file:line (ld, modpost, make).
+var linkerErrRe = regexp.MustCompile(`(undefined reference to|ld: .*error|ERROR: modpost:|make\[\d+\]: \*\*\* No rule)`)
+
+// Jobs is the default parallelism: one more than the CPUs, so one job is
+// always ready while another waits on I/O.
+func Jobs() int { return runtime.NumCPU() + 1 }
+
+// CCacheAvailable reports whether ccache is installed.
+func CCacheAvailable() bool {
+	_, err := exec.LookPath("ccache")
+	return err == nil
+}
+
+// Run builds the kernel. The log goes to r.Log as it is produced.
+func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
+	jobs := r.Jobs
+	if jobs <= 0 {
+		jobs = Jobs()
+	}
+	args := []string{"-C", r.Src, "O=" + r.BuildDir, "ARCH=" + r.Arch, fmt.Sprintf("-j%d", jobs),
+		"KBUILD_BUILD_USER=kharness", "KBUILD_BUILD_HOST=kharness", "KBUILD_BUILD_TIMESTAMP=2000-01-01"}
+	var env []string
+	if r.CCache != "" && CCacheAvailable() {
+		args = append(args, "CC=ccache gcc", "HOSTCC=ccache gcc")
+		env = append(env, "CCACHE_DIR="+r.CCache, "CCACHE_NOHASHDIR=1", "CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime")
+		if r.BaseDir != "" {
+			env = append(env, "CCACHE_BASEDIR="+r.BaseDir)
+		}
+	}
+	args = append(args, r.Target)
+	var captured bytes.Buffer
+	log := io.MultiWriter(r.Log, &captured)
+	err := proc.Stream(ctx, proc.Cmd{Name: "make", Args: args, Env: env, Log: log})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, outcome.Errorf(outcome.Interrupted, "kernel build: %w", ctx.Err())
+		}
+		be := &Error{LogPath: logPath}
+		be.Errors = Diagnostics(captured.Bytes(), "error", "fatal error")
+		if len(be.Errors) > 10 {
+			be.Errors = be.Errors[:10]
+		}
+		if len(be.Errors) == 0 {
+			be.Tail = tailLines(captured.Bytes(), 20)
+		}
+		return nil, &outcome.Error{Outcome: outcome.BuildFail, Err: be}
+	}
+	img := filepath.Join(r.BuildDir, r.Image)
+	if _, err := os.Stat(img); err != nil {
+		return nil, outcome.Errorf(outcome.BuildFail, "kernel build succeeded but %s is missing", img)
+	}
+	var warnings []string
+	for _, d := range Diagnostics(captured.Bytes(), "warning") {
+		warnings = append(warnings, d.String())
+	}
+	return &Result{Image: img, Warnings: warnings}, nil
+}
+
+func tailLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var keep []string
+	for _, l := range lines {
+		if linkerErrRe.MatchString(l) {
+			keep = append(keep, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(keep) > 0 {
+		return strings.Join(append(keep, "..."), "\n") + "\n" + strings.Join(lines, "\n")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// CompilerID identifies the toolchain for the build cache key: a new gcc,
+// binutils or make must not reuse kernels built by the old one.
+func CompilerID(ctx context.Context) string {
+	var parts []string
+	for _, c := range [][]string{{"gcc", "--version"}, {"ld", "--version"}, {"make", "--version"}} {
+		out, err := proc.Output(ctx, proc.Cmd{Name: c[0], Args: c[1:]})
+		if err != nil {
+			parts = append(parts, c[0]+": missing")
+			continue
+		}
+		first, _, _ := strings.Cut(out, "\n")
+		parts = append(parts, first)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,444 @@
+// Package config reads kharness.yaml, applies command-line overrides and
+// expands the matrix into cells. Decoding is strict (unknown keys and wrong
+// types are errors with file:line:col) and validation reports every
+// problem at once.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kharness/kharness/harness/target"
+)
+
+// DefaultSource is Debian's kernel source package.
+const DefaultSource = "debian:linux-source-6.12"
+
+// Selection is either "all" or an explicit list of names.
+type Selection struct {
+	All   bool
+	Names []string
+}
+
+// UnmarshalYAML accepts the scalar "all", a single name, or a list.
+func (s *Selection) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Value == "all" {
+			*s = Selection{All: true}
+			return nil
+		}
+		if n.Tag == "!!null" {
+			*s = Selection{Names: []string{}}
+			return nil
+		}
+		*s = Selection{Names: []string{n.Value}}
+		return nil
+	case yaml.SequenceNode:
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		if names == nil {
+			names = []string{}
+		}
+		*s = Selection{Names: names}
+		return nil
+	}
+	return fmt.Errorf("want \"all\" or a list of names")
+}
+
+// Set reports whether the selection was written at all.
+func (s Selection) Set() bool { return s.All || s.Names != nil }
+
+// Cell is one explicitly configured matrix entry.
+type Cell struct {
+	Name      string    `yaml:"name"`
+	Targets   []string  `yaml:"targets"`
+	PatchSets Selection `yaml:"patchsets"`
+	Suites    Selection `yaml:"suites"`
+	// Expect "fail" marks a cell that must fail (a mutant): its failure is
+	// xfail and its pass is an error.
+	Expect string `yaml:"expect"`
+}
+
+// Timeouts are the base deadlines under KVM; TCG multiplies them.
+type Timeouts struct {
+	Boot     time.Duration `yaml:"boot"`      // QEMU start to the agent's hello
+	NoOutput time.Duration `yaml:"no_output"` // silence on both console and events
+	Suite    time.Duration `yaml:"suite"`     // default per-suite deadline in the guest
+	Overall  time.Duration `yaml:"overall"`   // whole boot, 0 = derived from the suites
+	TCGScale float64       `yaml:"tcg_scale"`
+}
+
+// Dirs are the project directories, relative to the config file.
+type Dirs struct {
+	Patches  string `yaml:"patches"`
+	Kconfigs string `yaml:"kconfigs"`
+	Suites   string `yaml:"suites"`
+	Module   string `yaml:"module"` // Go module holding the agent and suites
+}
+
+// File is kharness.yaml.
+type File struct {
+	Source    string    `yaml:"source"`
+	Targets   []string  `yaml:"targets"`
+	PatchSets Selection `yaml:"patchsets"`
+	Suites    Selection `yaml:"suites"`
+	// Duration is the stress parameter handed to every suite: seconds in
+	// CI, minutes nightly.
+	Duration  time.Duration `yaml:"duration"`
+	Intensity int           `yaml:"intensity"`
+	Accel     string        `yaml:"accel"`
+	Results   string        `yaml:"results"`
+	Cache     string        `yaml:"cache"`
+	Jobs      int           `yaml:"jobs"`
+	Cmdline   []string      `yaml:"cmdline"` // extra kernel args for every boot
+	Timeouts  Timeouts      `yaml:"timeouts"`
+	Dirs      Dirs          `yaml:"dirs"`
+	Cells     []Cell        `yaml:"cells"`
+}
+
+// Config is a loaded file plus where it came from.
+type Config struct {
+	File
+	Path string // the config file
+	Root string // its directory; relative paths resolve here
+	pos  positions
+}
+
+// Overrides are the command-line flags that take precedence over the file.
+type Overrides struct {
+	Source    string
+	Targets   []string
+	PatchSets []string
+	Suites    []string
+	Accel     string
+	Results   string
+	Cache     string
+	Duration  time.Duration
+}
+
+// Load reads and strictly decodes path, fills defaults and applies o.
+// It does not validate names against the tree: call Validate.
+func Load(path string, o Overrides) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config path %s: %w", path, err)
+	}
+	return Parse(abs, data, o)
+}
+
+// Parse decodes data as if read from path.
+func Parse(path string, data []byte, o Overrides) (*Config, error) {
+	c := &Config{Path: path, Root: filepath.Dir(path), pos: positions{}}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && err.Error() != "EOF" {
+		return nil, fmt.Errorf("%s: %s", path, stripLinePrefixWithLine(err.Error()))
+	}
+	d := &decoder{file: path, pos: c.pos}
+	if root.Kind != 0 {
+		d.decode("", &root, reflectValue(&c.File))
+	}
+	if d.errs != nil {
+		return nil, d.errs.ErrorOrNil()
+	}
+	c.defaults()
+	c.override(o)
+	return c, nil
+}
+
+// stripLinePrefixWithLine keeps yaml.v3's "line N:" of syntax errors
+// (there is no node to take a column from) but drops its "yaml: " prefix.
+func stripLinePrefixWithLine(msg string) string {
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+func (c *Config) defaults() {
+	f := &c.File
+	if f.Source == "" {
+		f.Source = DefaultSource
+	}
+	if len(f.Targets) == 0 {
+		f.Targets = target.Names()
+	}
+	if !f.PatchSets.Set() {
+		f.PatchSets = Selection{All: true}
+	}
+	if !f.Suites.Set() {
+		f.Suites = Selection{All: true}
+	}
+	if f.Duration == 0 {
+		f.Duration = 10 * time.Second
+	}
+	if f.Intensity == 0 {
+		f.Intensity = 1
+	}
+	if f.Accel == "" {
+		f.Accel = "auto"
+	}
+	if f.Results == "" {
+		f.Results = "results"
+	}
+	if f.Timeouts.Boot == 0 {
+		f.Timeouts.Boot = 30 * time.Second
+	}
+	if f.Timeouts.NoOutput == 0 {
+		f.Timeouts.NoOutput = 60 * time.Second
+	}
+	if f.Timeouts.Suite == 0 {
+		f.Timeouts.Suite = 5 * time.Minute
+	}
+	if f.Timeouts.TCGScale == 0 {
+		f.Timeouts.TCGScale = 5
+	}
+	if f.Dirs.Patches == "" {
+		f.Dirs.Patches = "patches"
+	}
+	if f.Dirs.Kconfigs == "" {
+		f.Dirs.Kconfigs = "kconfigs"
+	}
+	if f.Dirs.Suites == "" {
+		f.Dirs.Suites = "suites"
+	}
+	if f.Dirs.Module == "" {
+		f.Dirs.Module = "."
+	}
+}
+
+func (c *Config) override(o Overrides) {
+	if o.Source != "" {
+		c.Source = o.Source
+	}
+	if len(o.Targets) > 0 {
+		c.Targets = o.Targets
+		for i := range c.Cells {
+			c.Cells[i].Targets = intersect(c.cellTargets(c.Cells[i]), o.Targets)
+		}
+	}
+	if o.PatchSets != nil {
+		c.PatchSets = Selection{Names: o.PatchSets, All: len(o.PatchSets) == 1 && o.PatchSets[0] == "all"}
+		if c.PatchSets.All {
+			c.PatchSets.Names = nil
+		}
+		c.Cells = nil // an explicit stack on the command line replaces the configured cells
+	}
+	if len(o.Suites) > 0 {
+		c.Suites = Selection{Names: o.Suites}
+		for i := range c.Cells {
+			c.Cells[i].Suites = Selection{}
+		}
+	}
+	if o.Accel != "" {
+		c.Accel = o.Accel
+	}
+	if o.Results != "" {
+		c.Results = o.Results
+	}
+	if o.Cache != "" {
+		c.Cache = o.Cache
+	}
+	if o.Duration != 0 {
+		c.Duration = o.Duration
+	}
+}
+
+func (c *Config) cellTargets(cell Cell) []string {
+	if len(cell.Targets) > 0 {
+		return cell.Targets
+	}
+	return c.Targets
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	out := []string{}
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Abs resolves a path from the config relative to its directory.
+func (c *Config) Abs(p string) string {
+	if strings.HasPrefix(p, "~/") {
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, p[2:])
+		}
+	}
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Root, p)
+}
+
+// CacheDir is where sources, kernels and initramfs images are kept across
+// runs. A stable path also keeps ccache hits across work trees.
+func (c *Config) CacheDir() string {
+	if c.Cache != "" {
+		return c.Abs(c.Cache)
+	}
+	if d := os.Getenv("KHARNESS_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = os.TempDir()
+	}
+	return filepath.Join(d, "kharness")
+}
+
+// Where returns the file position of a config value path, for errors.
+func (c *Config) Where(path string) Pos {
+	if p, ok := c.pos[path]; ok {
+		return p
+	}
+	return Pos{File: c.Path}
+}
+
+// Catalog is what exists on disk, for validating names.
+type Catalog struct {
+	PatchSets []string
+	Suites    []string // every suite that exists
+	// DefaultSuites are those "all" selects (test-only suites are not).
+	DefaultSuites []string
+}
+
+// Validate checks every name and value and reports all problems together.
+func (c *Config) Validate(cat Catalog) error {
+	var errs *multierror.Error
+	add := func(path, format string, args ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%s: %s", c.Where(path), fmt.Sprintf(format, args...)))
+	}
+	known := target.Builtin()
+	for i, t := range c.Targets {
+		if _, ok := known[t]; !ok {
+			add(fmt.Sprintf("targets[%d]", i), "unknown target %q (known: %s)", t, strings.Join(target.Names(), ", "))
+		}
+	}
+	checkSel := func(path string, s Selection, have []string, what string) {
+		set := map[string]bool{}
+		for _, h := range have {
+			set[h] = true
+		}
+		for i, n := range s.Names {
+			if what == "suite" {
+				n, _, _ = strings.Cut(n, ":") // suite:test-regexp
+			}
+			if !set[n] {
+				add(fmt.Sprintf("%s[%d]", path, i), "unknown %s %q (have: %s)", what, n, listOrNone(have))
+			}
+		}
+	}
+	checkSel("patchsets", c.PatchSets, cat.PatchSets, "patch set")
+	checkSel("suites", c.Suites, cat.Suites, "suite")
+	switch c.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		add("accel", "accel must be auto, kvm or tcg, not %q", c.Accel)
+	}
+	if c.Duration < 0 {
+		add("duration", "duration must be positive")
+	}
+	if c.Intensity < 1 {
+		add("intensity", "intensity must be at least 1")
+	}
+	if c.Timeouts.TCGScale < 1 {
+		add("timeouts.tcg_scale", "tcg_scale must be at least 1")
+	}
+	names := map[string]int{}
+	for i, cell := range c.Cells {
+		p := fmt.Sprintf("cells[%d]", i)
+		if cell.Name == "" {
+			add(p, "cell needs a name")
+		} else if strings.ContainsAny(cell.Name, "/ \t") {
+			add(p+".name", "cell name %q may not contain '/' or spaces", cell.Name)
+		} else if j, dup := names[cell.Name]; dup {
+			add(p+".name", "cell name %q already used by cells[%d]", cell.Name, j)
+		} else {
+			names[cell.Name] = i
+		}
+		for j, t := range cell.Targets {
+			if _, ok := known[t]; !ok {
+				add(fmt.Sprintf("%s.targets[%d]", p, j), "unknown target %q (known: %s)", t, strings.Join(target.Names(), ", "))
+			}
+		}
+		checkSel(p+".patchsets", cell.PatchSets, cat.PatchSets, "patch set")
+		checkSel(p+".suites", cell.Suites, cat.Suites, "suite")
+		switch cell.Expect {
+		case "", "pass", "fail":
+		default:
+			add(p+".expect", "expect must be pass or fail, not %q", cell.Expect)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// MatrixCell is one (source, target, patch stack) to build and boot.
+type MatrixCell struct {
+	ID         string // "<name>/<target>", unique in the run and safe as a directory name
+	Name       string
+	Target     string
+	PatchSets  []string // applied together, in this order
+	Suites     []string
+	ExpectFail bool
+}
+
+// Matrix expands the config into cells. Without explicit cells there is
+// one cell per target with every selected patch set stacked.
+func (c *Config) Matrix(cat Catalog) []MatrixCell {
+	resolve := func(s Selection, all []string) []string {
+		if s.All {
+			return append([]string(nil), all...)
+		}
+		return append([]string{}, s.Names...)
+	}
+	var out []MatrixCell
+	cells := c.Cells
+	if len(cells) == 0 {
+		cells = []Cell{{Name: "default"}}
+	}
+	for _, cell := range cells {
+		ps := c.PatchSets
+		if cell.PatchSets.Set() {
+			ps = cell.PatchSets
+		}
+		ss := c.Suites
+		if cell.Suites.Set() {
+			ss = cell.Suites
+		}
+		for _, t := range c.cellTargets(cell) {
+			out = append(out, MatrixCell{
+				ID: cell.Name + "." + t, Name: cell.Name, Target: t,
+				PatchSets:  resolve(ps, cat.PatchSets),
+				Suites:     resolve(ss, cat.DefaultSuites),
+				ExpectFail: cell.Expect == "fail",
+			})
+		}
+	}
+	return out
+}

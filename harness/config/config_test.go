@@ -1,0 +1,123 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var cat = Catalog{
+	PatchSets:     []string{"cow", "kmap-local", "mutants/kmap-bad"},
+	Suites:        []string{"selftest", "smoke"},
+	DefaultSuites: []string{"smoke"},
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings that must all appear
+	}{
+		{"unknown key", "source: x\ntargts: [x86_64]\n", []string{"kharness.yaml:2:1: unknown key \"targts\""}},
+		{"unknown nested key", "timeouts:\n  bot: 1s\n", []string{"kharness.yaml:2:3: unknown key \"bot\" in timeouts"}},
+		{"wrong type", "targets: 5\n", []string{"kharness.yaml:1:10: targets:"}},
+		{"bad duration", "duration: soon\n", []string{"kharness.yaml:1:11: duration:"}},
+		{"two errors at once", "foo: 1\nbar: 2\n", []string{":1:1: unknown key \"foo\"", ":2:1: unknown key \"bar\""}},
+		{"cell unknown key", "cells:\n  - name: a\n    patchset: [cow]\n", []string{"kharness.yaml:3:5: unknown key \"patchset\" in cells[0]"}},
+		{"duplicate key", "source: a\nsource: b\n", []string{"kharness.yaml:2:1:"}},
+		{"syntax", "targets: [x86_64\n", []string{"kharness.yaml: line"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("/p/kharness.yaml", []byte(tc.yaml), Overrides{})
+			if err == nil {
+				t.Fatalf("no error for %q", tc.yaml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateCollectsAll(t *testing.T) {
+	y := "targets: [x86_64, sparc]\npatchsets: [cow, nope]\nsuites: [smoke, selftest:panic, ghost]\naccel: fast\ncells:\n  - name: a\n    expect: maybe\n  - name: a\n"
+	c, err := Parse("/p/k.yaml", []byte(y), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate(cat)
+	if err == nil {
+		t.Fatal("no validation error")
+	}
+	for _, w := range []string{
+		`/p/k.yaml:1:19: unknown target "sparc"`,
+		`/p/k.yaml:2:18: unknown patch set "nope"`,
+		`/p/k.yaml:3:33: unknown suite "ghost"`,
+		`/p/k.yaml:4:8: accel must be`,
+		`expect must be pass or fail`,
+		`cell name "a" already used by cells[0]`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), `unknown suite "selftest`) {
+		t.Errorf("suite:test form wrongly rejected: %v", err)
+	}
+}
+
+func TestMatrix(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		o    Overrides
+		want []MatrixCell
+	}{
+		{"default stacks every set per target", "", Overrides{}, []MatrixCell{
+			{ID: "default.i386-highmem", Name: "default", Target: "i386-highmem", PatchSets: cat.PatchSets, Suites: []string{"smoke"}},
+			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.PatchSets, Suites: []string{"smoke"}},
+		}},
+		{"explicit cells", "targets: [x86_64]\ncells:\n  - name: base\n    patchsets: []\n  - name: mut\n    patchsets: [mutants/kmap-bad]\n    targets: [i386-highmem]\n    expect: fail\n", Overrides{}, []MatrixCell{
+			{ID: "base.x86_64", Name: "base", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},
+			{ID: "mut.i386-highmem", Name: "mut", Target: "i386-highmem", PatchSets: []string{"mutants/kmap-bad"}, Suites: []string{"smoke"}, ExpectFail: true},
+		}},
+		{"flags override", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}}, []MatrixCell{
+			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}},
+		}},
+		{"empty patchset flag means none", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{}}, []MatrixCell{
+			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("/p/k.yaml", []byte(tc.yaml), tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(cat); err != nil {
+				t.Fatal(err)
+			}
+			got := c.Matrix(cat)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("matrix:\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("/p/k.yaml", nil, Overrides{Duration: time.Minute, Accel: "tcg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source != DefaultSource || c.Duration != time.Minute || c.Accel != "tcg" || c.Timeouts.TCGScale != 5 {
+		t.Errorf("defaults/overrides not applied: %+v", c.File)
+	}
+	if c.Abs("patches") != "/p/patches" {
+		t.Errorf("Abs = %s", c.Abs("patches"))
+	}
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+)
+
+// Pos is a place in a config file, kept for every decoded value so that
+// validation errors can point at the exact line and column.
+type Pos struct {
+	File   string
+	Line   int
+	Column int
+}
+
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// positions maps a dotted value path ("cells[1].targets[0]") to where it
+// was written.
+type positions map[string]Pos
+
+// decoder decodes a YAML node tree into tagged structs, rejecting unknown
+// keys and wrong types with file:line:col, and collecting every problem
+// instead of stopping at the first.
+type decoder struct {
+	file string
+	pos  positions
+	errs *multierror.Error
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = multierror.Append(d.errs, fmt.Errorf("%s:%d:%d: %s", d.file, n.Line, n.Column, fmt.Sprintf(format, args...)))
+}
+
+func (d *decoder) at(path string, n *yaml.Node) {
+	d.pos[path] = Pos{File: d.file, Line: n.Line, Column: n.Column}
+}
+
+func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return
+		}
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	d.at(path, n)
+	if v.Kind() == reflect.Struct && !implementsUnmarshaler(v) {
+		d.decodeStruct(path, n, v)
+		return
+	}
+	if v.Kind() == reflect.Slice && !implementsUnmarshaler(v) && v.Type().Elem().Kind() == reflect.Struct {
+		if n.Kind != yaml.SequenceNode {
+			d.errorf(n, "%s: expected a list, got %s", path, kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(fmt.Sprintf("%s[%d]", path, i), c, s.Index(i))
+		}
+		v.Set(s)
+		return
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		var te *yaml.TypeError
+		msg := err.Error()
+		if errors.As(err, &te) {
+			msg = strings.Join(te.Errors, "; ")
+		}
+		d.errorf(n, "%s: %s", path, stripLinePrefix(msg))
+		return
+	}
+	if n.Kind == yaml.SequenceNode {
+		for i, c := range n.Content {
+			d.at(fmt.Sprintf("%s[%d]", path, i), c)
+		}
+	}
+}
+
+func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s: expected a mapping, got %s", orTop(path), kindName(n))
+		return
+	}
+	fields := map[string]int{}
+	var names []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = i
+		names = append(names, tag)
+	}
+	sort.Strings(names)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		idx, ok := fields[k.Value]
+		if !ok {
+			d.errorf(k, "unknown key %q in %s (allowed: %s)", k.Value, orTop(path), strings.Join(names, ", "))
+			continue
+		}
+		if seen[k.Value] {
+			d.errorf(k, "duplicate key %q in %s", k.Value, orTop(path))
+			continue
+		}
+		seen[k.Value] = true
+		d.decode(join(path, k.Value), val, v.Field(idx))
+	}
+}
+
+func implementsUnmarshaler(v reflect.Value) bool {
+	_, ok := v.Addr().Interface().(yaml.Unmarshaler)
+	return ok
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+// stripLinePrefix drops yaml.v3's own "line N: " since we print file:line:col.
+func stripLinePrefix(msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		if i := strings.Index(msg, ": "); i > 0 {
+			return msg[i+2:]
+		}
+	}
+	return msg
+}

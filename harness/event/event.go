@@ -1,0 +1,127 @@
+// Package event is the wire format between the guest agent and the host:
+// one JSON object per line on a serial port of its own, never mixed with
+// the kernel console, and closed by a Done sentinel so the host can tell a
+// finished guest from one that died.
+package event
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Type says what an Event reports.
+type Type string
+
+// Event types, in the order a healthy guest emits them.
+const (
+	Hello      Type = "hello"       // agent is up: kernel release, arch, CPUs
+	SuiteStart Type = "suite-start" // a suite binary was started
+	TestStart  Type = "test-start"
+	TestEnd    Type = "test-end"  // carries Result, Message, Kmsg, Metrics
+	Log        Type = "log"       // free-form line from the agent or a suite
+	SuiteEnd   Type = "suite-end" // carries Result for the suite process itself
+	Done       Type = "done"      // sentinel: everything was sent, the guest powers off
+)
+
+// Result of a test or suite as the guest sees it.
+type Result string
+
+// Guest-side results. The host may still turn a pass into a crash when the
+// console shows a splat.
+const (
+	Pass    Result = "pass"
+	Fail    Result = "fail"
+	Skip    Result = "skip"
+	Crash   Result = "crash"   // the kernel log shows a splat during the test
+	Timeout Result = "timeout" // the suite outran its deadline and was killed
+)
+
+// Event is one line of the stream.
+type Event struct {
+	Type    Type      `json:"type"`
+	Time    time.Time `json:"time"`
+	Suite   string    `json:"suite,omitempty"`
+	Test    string    `json:"test,omitempty"`
+	Result  Result    `json:"result,omitempty"`
+	Message string    `json:"message,omitempty"`
+	// Duration of the test or suite in milliseconds.
+	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Kmsg holds the kernel log lines produced while the test ran.
+	Kmsg []string `json:"kmsg,omitempty"`
+	// Metrics are numbers a test wants in the results (pages, events, rates).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Info carries Hello's facts (kernel release, machine, cpus, cmdline).
+	Info map[string]string `json:"info,omitempty"`
+}
+
+// Writer emits events as JSON lines. It is not safe for concurrent use:
+// the guest keeps one writer per stream.
+type Writer struct {
+	w   io.Writer
+	enc *json.Encoder
+	now func() time.Time
+}
+
+// NewWriter returns a Writer on w.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: w, enc: json.NewEncoder(w), now: time.Now}
+}
+
+// Emit writes e, stamping its time when unset.
+func (w *Writer) Emit(e Event) error {
+	if e.Time.IsZero() {
+		e.Time = w.now().UTC()
+	}
+	if err := w.enc.Encode(e); err != nil {
+		return fmt.Errorf("emit %s event: %w", e.Type, err)
+	}
+	return nil
+}
+
+// Reader decodes an event stream line by line. Lines that are not events
+// (serial noise, a half line cut by a crash) are reported through Garbage
+// instead of aborting the stream.
+type Reader struct {
+	sc *bufio.Scanner
+	// Garbage receives undecodable lines; nil drops them.
+	Garbage func(line string)
+}
+
+// NewReader returns a Reader on r.
+func NewReader(r io.Reader) *Reader {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	return &Reader{sc: sc}
+}
+
+// Next returns the next event, or io.EOF at the end of the stream.
+func (r *Reader) Next() (Event, error) {
+	for r.sc.Scan() {
+		line := r.sc.Bytes()
+		// A tty may turn \n into \r\n and a reset may leave NULs.
+		for len(line) > 0 && (line[0] == 0 || line[0] == '\r') {
+			line = line[1:]
+		}
+		for len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		var e Event
+		if err := json.Unmarshal(line, &e); err != nil || e.Type == "" {
+			if r.Garbage != nil {
+				r.Garbage(string(line))
+			}
+			continue
+		}
+		return e, nil
+	}
+	if err := r.sc.Err(); err != nil {
+		return Event{}, fmt.Errorf("read event stream: %w", err)
+	}
+	return Event{}, io.EOF
+}

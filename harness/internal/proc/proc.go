@@ -1,0 +1,105 @@
+// Package proc runs host tools (git, make, tar) as process groups, so that
+// cancelling a context takes down make's children and compilers too, and
+// keeps the tail of their output for error messages.
+package proc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cmd describes one command.
+type Cmd struct {
+	Dir  string
+	Env  []string // added to the inherited environment
+	Log  io.Writer
+	Name string
+	Args []string
+}
+
+// Error is a failed command with the tail of its output.
+type Error struct {
+	Cmd    string
+	Err    error
+	Output string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s: %v", e.Cmd, e.Err)
+	if t := strings.TrimSpace(e.Output); t != "" {
+		msg += "\n" + t
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// tail keeps the last n bytes written.
+type tail struct {
+	buf []byte
+	n   int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.n {
+		t.buf = t.buf[len(t.buf)-t.n:]
+	}
+	return len(p), nil
+}
+
+// Run runs c and returns its combined output (stdout+stderr).
+func Run(ctx context.Context, c Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	var w io.Writer = &out
+	if c.Log != nil {
+		w = io.MultiWriter(&out, c.Log)
+	}
+	err := start(ctx, c, w)
+	return out.Bytes(), err
+}
+
+// Stream runs c writing output only to c.Log, keeping 4 KiB for errors;
+// for long builds whose logs go to disk.
+func Stream(ctx context.Context, c Cmd) error {
+	return start(ctx, c, c.Log)
+}
+
+func start(ctx context.Context, c Cmd, w io.Writer) error {
+	t := &tail{n: 4096}
+	var sink io.Writer = t
+	if w != nil {
+		sink = io.MultiWriter(w, t)
+	}
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd.Dir = c.Dir
+	if len(c.Env) > 0 {
+		cmd.Env = append(cmd.Environ(), c.Env...)
+	}
+	cmd.Stdout = sink
+	cmd.Stderr = sink
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return &Error{Cmd: c.Name + " " + strings.Join(c.Args, " "), Err: err, Output: string(t.buf)}
+	}
+	return nil
+}
+
+// Output runs c and returns trimmed stdout+stderr.
+func Output(ctx context.Context, c Cmd) (string, error) {
+	out, err := Run(ctx, c)
+	return strings.TrimSpace(string(out)), err
+}

@@ -1,0 +1,606 @@
+// Package run drives the pipeline for a whole matrix: config → source →
+// patch → kconfig → build → initramfs → boot → results. Each stage is its
+// own package; this one decides what can be reused (every distinct kernel
+// is built once per run and cached across runs), records every step as it
+// happens and maps each failure to its outcome.
+package run
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kharness/kharness/harness/boot"
+	"github.com/kharness/kharness/harness/build"
+	"github.com/kharness/kharness/harness/cache"
+	"github.com/kharness/kharness/harness/catalog"
+	"github.com/kharness/kharness/harness/config"
+	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/initramfs"
+	"github.com/kharness/kharness/harness/kconfig"
+	"github.com/kharness/kharness/harness/outcome"
+	"github.com/kharness/kharness/harness/patch"
+	"github.com/kharness/kharness/harness/results"
+	"github.com/kharness/kharness/harness/source"
+	"github.com/kharness/kharness/harness/target"
+)
+
+// Pipeline holds what the stages share within one invocation.
+type Pipeline struct {
+	Cfg      *config.Config
+	Catalog  config.Catalog
+	Suites   map[string]catalog.Suite
+	Progress io.Writer // one line per stage event, for people
+
+	cacheDir string
+	pristine *source.Pristine
+	compiler string
+	accels   map[string]accelChoice // per QEMU binary
+	kernels  map[string]*Kernel     // per build key, built once per run
+}
+
+type accelChoice struct {
+	accel boot.Accel
+	why   string
+}
+
+// Kernel is a built (or cached) kernel image.
+type Kernel struct {
+	Key       string
+	Dir       string // cache entry: bzImage, config, build.log
+	Image     string
+	Config    []byte
+	Cached    bool
+	Seconds   float64
+	Warnings  []string
+	Version   string
+	ConfigSHA string
+}
+
+// New loads the catalog and validates the config against it; every
+// problem is reported at once, as a config error.
+func New(cfg *config.Config, progress io.Writer) (*Pipeline, error) {
+	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cfg.CacheDir(),
+		accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}, Suites: map[string]catalog.Suite{}}
+	ps, err := patch.Discover(cfg.Abs(cfg.Dirs.Patches))
+	if err != nil && !os.IsNotExist(errors.Unwrap(err)) && !os.IsNotExist(err) {
+		return nil, outcome.Errorf(outcome.ConfigError, "patch sets: %w", err)
+	}
+	ss, err := catalog.Suites(cfg.Abs(cfg.Dirs.Suites))
+	if err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
+	}
+	for _, s := range ss {
+		p.Suites[s.Name] = s
+	}
+	p.Catalog = config.Catalog{PatchSets: ps, Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true)}
+	if err := cfg.Validate(p.Catalog); err != nil {
+		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
+	}
+	return p, nil
+}
+
+func (p *Pipeline) logf(cell, format string, args ...any) {
+	if p.Progress == nil {
+		return
+	}
+	prefix := "kharness"
+	if cell != "" {
+		prefix = cell
+	}
+	fmt.Fprintf(p.Progress, "[%s] %s\n", prefix, fmt.Sprintf(format, args...))
+}
+
+// Source resolves and imports the kernel source once per pipeline.
+func (p *Pipeline) Source(ctx context.Context, log io.Writer) (*source.Pristine, error) {
+	if p.pristine != nil {
+		return p.pristine, nil
+	}
+	spec, err := source.Parse(p.Cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := source.Prepare(ctx, p.cacheDir, spec, log)
+	if err != nil {
+		return nil, err
+	}
+	p.pristine = pr
+	p.compiler = build.CompilerID(ctx)
+	return pr, nil
+}
+
+// Stage names, as recorded in results.
+const (
+	StageSource    = "source"
+	StagePatch     = "patch"
+	StageKconfig   = "kconfig"
+	StageBuild     = "build"
+	StageInitramfs = "initramfs"
+	StageBoot      = "boot"
+	StageTests     = "tests"
+)
+
+// StageError is a failure with the stage it happened in.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+func stageErr(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StageError{Stage: stage, Err: err}
+}
+
+// fragments returns the kconfig fragments for a cell, in merge order:
+// common, target, each patch set, each suite. Missing optional files are
+// skipped; a malformed one is a config error naming file and line.
+func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
+	dir := p.Cfg.Abs(p.Cfg.Dirs.Kconfigs)
+	paths := []string{filepath.Join(dir, "common.config"), filepath.Join(dir, "target", c.Target+".config")}
+	for _, ps := range c.PatchSets {
+		paths = append(paths, filepath.Join(dir, "patchset", ps+".config"))
+	}
+	for _, s := range c.Suites {
+		name, _, _ := strings.Cut(s, ":")
+		paths = append(paths, filepath.Join(dir, "suite", name+".config"))
+	}
+	var out []kconfig.Fragment
+	var errs []error
+	for _, path := range paths {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			continue
+		}
+		f, err := kconfig.ParseFragment(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if rel, err := filepath.Rel(p.Cfg.Root, path); err == nil {
+			f.Path = rel
+			for i := range f.Options {
+				f.Options[i].File = rel
+			}
+		}
+		out = append(out, f)
+	}
+	if len(errs) > 0 {
+		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func fragmentsText(fs []kconfig.Fragment) string {
+	var b strings.Builder
+	for _, f := range fs {
+		for _, o := range f.Options {
+			fmt.Fprintf(&b, "%s=%s\n", o.Name, o.Value)
+		}
+	}
+	return b.String()
+}
+
+// Kernel produces the kernel for a cell, from cache when nothing that goes
+// into it changed: in that case no make (not even olddefconfig) runs.
+// Artefacts (patch/kconfig/build logs, .config) are copied to cellDir.
+func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir string) (*Kernel, error) {
+	t, err := target.Lookup(c.Target)
+	if err != nil {
+		return nil, stageErr(StageSource, outcome.Errorf(outcome.ConfigError, "%w", err))
+	}
+	if err := os.MkdirAll(cellDir, 0o755); err != nil {
+		return nil, stageErr(StageSource, err)
+	}
+	srcLog, err := os.Create(filepath.Join(cellDir, "source.log"))
+	if err != nil {
+		return nil, stageErr(StageSource, err)
+	}
+	defer srcLog.Close()
+	pr, err := p.Source(ctx, srcLog)
+	if err != nil {
+		return nil, stageErr(StageSource, err)
+	}
+	var sets []*patch.Set
+	var loadErrs []error
+	for _, name := range c.PatchSets {
+		s, err := patch.Load(p.Cfg.Abs(p.Cfg.Dirs.Patches), name)
+		if err != nil {
+			loadErrs = append(loadErrs, err)
+			continue
+		}
+		sets = append(sets, s)
+	}
+	if len(loadErrs) > 0 {
+		return nil, stageErr(StagePatch, outcome.Errorf(outcome.PatchFail, "%w", errors.Join(loadErrs...)))
+	}
+	frags, err := p.fragments(c)
+	if err != nil {
+		return nil, stageErr(StageKconfig, err)
+	}
+	treeKey := cache.Key("tree", pr.ID, patch.Digest(sets))
+	cfgKey := cache.Key("kconfig", treeKey, t.Name, t.Arch, t.BaseConfig, fragmentsText(frags))
+	cfgPath := filepath.Join(p.cacheDir, "configs", cfgKey[:24]+".config")
+	// The O= directory lives inside the work tree so that the relative
+	// path from it to the sources is the same for every tree, which keeps
+	// ccache hits across patch combinations.
+	buildDir := filepath.Join(source.TreeDir(p.cacheDir, treeKey), ".kharness-build", t.Name)
+
+	var wt *source.Worktree
+	tree := func() (*source.Worktree, error) {
+		if wt != nil {
+			return wt, nil
+		}
+		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, srcLog)
+		if err != nil {
+			return nil, stageErr(StageSource, err)
+		}
+		if !w.Ready {
+			plog, err := os.Create(filepath.Join(cellDir, "patch.log"))
+			if err != nil {
+				w.Release()
+				return nil, stageErr(StagePatch, err)
+			}
+			p.logf(c.ID, "patch: applying %d set(s) %v", len(sets), c.PatchSets)
+			err = patch.Apply(ctx, w.Dir, sets, plog)
+			plog.Close()
+			if err != nil {
+				w.Release()
+				// The tree is left unmarked: the next run starts it afresh.
+				return nil, stageErr(StagePatch, err)
+			}
+			if err := w.MarkReady(); err != nil {
+				w.Release()
+				return nil, stageErr(StagePatch, err)
+			}
+		}
+		wt = w
+		return w, nil
+	}
+	defer func() {
+		if wt != nil {
+			wt.Release()
+		}
+	}()
+	if len(sets) > 0 {
+		// Patch application is checked every run, even when everything is
+		// cached, only by building the tree when it is missing.
+		p.logf(c.ID, "patch: %d set(s), digest %s", len(sets), patch.Digest(sets)[:12])
+	}
+
+	cfgData, err := os.ReadFile(cfgPath)
+	if err != nil {
+		w, err := tree()
+		if err != nil {
+			return nil, err
+		}
+		klog, err := os.Create(filepath.Join(cellDir, "kconfig.log"))
+		if err != nil {
+			return nil, stageErr(StageKconfig, err)
+		}
+		p.logf(c.ID, "kconfig: %s + %d fragment(s) → olddefconfig", t.BaseConfig, len(frags))
+		cfgData, err = kconfig.Configure(ctx, kconfig.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch,
+			Base: t.BaseConfig, Fragments: frags, Log: klog})
+		klog.Close()
+		if cfgData != nil {
+			os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
+		}
+		if err != nil {
+			return nil, stageErr(StageKconfig, err)
+		}
+		if err := cache.WriteFile(cfgPath, cfgData); err != nil {
+			return nil, stageErr(StageKconfig, err)
+		}
+	} else {
+		p.logf(c.ID, "kconfig: cached %s", cfgKey[:12])
+	}
+	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
+	sum := sha256.Sum256(cfgData)
+	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version}
+	k.Key = cache.Key("kernel", pr.ID, patch.Digest(sets), t.Arch, string(cfgData), p.compiler)
+	if prev, ok := p.kernels[k.Key]; ok {
+		return prev, nil
+	}
+	k.Dir = filepath.Join(p.cacheDir, "kernels", k.Key[:24])
+	k.Image = filepath.Join(k.Dir, "bzImage")
+	if cache.Exists(filepath.Join(k.Dir, "meta.json")) {
+		k.Cached = true
+		if b, err := os.ReadFile(filepath.Join(k.Dir, "meta.json")); err == nil {
+			var meta Kernel
+			if json.Unmarshal(b, &meta) == nil {
+				k.Warnings, k.Seconds = meta.Warnings, meta.Seconds
+			}
+		}
+		p.logf(c.ID, "build: cached kernel %s", k.Key[:12])
+		copyIfExists(filepath.Join(k.Dir, "build.log"), filepath.Join(cellDir, "build.log"))
+		p.kernels[k.Key] = k
+		return k, nil
+	}
+	w, err := tree()
+	if err != nil {
+		return nil, err
+	}
+	// The build dir may hold another config from an earlier run of the
+	// same tree: put ours in place; make then rebuilds only what changed.
+	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+		return nil, stageErr(StageBuild, err)
+	}
+	if cur, _ := os.ReadFile(filepath.Join(buildDir, ".config")); string(cur) != string(cfgData) {
+		if err := os.WriteFile(filepath.Join(buildDir, ".config"), cfgData, 0o644); err != nil {
+			return nil, stageErr(StageBuild, err)
+		}
+	}
+	logPath := filepath.Join(cellDir, "build.log")
+	blog, err := os.Create(logPath)
+	if err != nil {
+		return nil, stageErr(StageBuild, err)
+	}
+	defer blog.Close()
+	p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), "bzImage", logPath)
+	start := time.Now()
+	res, err := build.Run(ctx, build.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch, Target: "bzImage",
+		Image: t.Image, Jobs: p.Cfg.Jobs, CCache: filepath.Join(p.cacheDir, "ccache"), BaseDir: p.cacheDir, Log: blog}, logPath)
+	if err != nil {
+		return nil, stageErr(StageBuild, err)
+	}
+	k.Seconds = time.Since(start).Seconds()
+	k.Warnings = res.Warnings
+	if err := cache.CopyFile(res.Image, k.Image); err != nil {
+		return nil, stageErr(StageBuild, err)
+	}
+	cache.CopyFile(logPath, filepath.Join(k.Dir, "build.log"))
+	cache.WriteFile(filepath.Join(k.Dir, "config"), cfgData)
+	meta, _ := json.MarshalIndent(struct {
+		Key, Source, Version, Compiler, Target string
+		PatchSets                              []string
+		Seconds                                float64
+		Warnings                               []string
+	}{k.Key, pr.Spec.Raw, pr.Version, p.compiler, t.Name, c.PatchSets, k.Seconds, k.Warnings}, "", "  ")
+	// meta.json last: its presence marks a complete entry.
+	if err := cache.WriteFile(filepath.Join(k.Dir, "meta.json"), meta); err != nil {
+		return nil, stageErr(StageBuild, err)
+	}
+	p.logf(c.ID, "build: done in %.0fs, %d warning(s)", k.Seconds, len(k.Warnings))
+	p.kernels[k.Key] = k
+	return k, nil
+}
+
+func pJobs(j int) int {
+	if j > 0 {
+		return j
+	}
+	return build.Jobs()
+}
+
+func copyIfExists(src, dst string) {
+	if cache.Exists(src) {
+		cache.CopyFile(src, dst)
+	}
+}
+
+// Initramfs builds (or finds) the guest image for a target. Every suite
+// that exists goes in, so one image per arch serves every cell.
+func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer) (*initramfs.Result, error) {
+	var names []string
+	for n := range p.Suites {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	r, err := initramfs.Build(ctx, initramfs.Request{ModuleDir: p.Cfg.Abs(p.Cfg.Dirs.Module), GOARCH: t.GOARCH,
+		Suites: names, CacheDir: p.cacheDir, Log: log})
+	if err != nil {
+		return nil, stageErr(StageInitramfs, err)
+	}
+	return r, nil
+}
+
+// Accel chooses (once per QEMU binary) between KVM and TCG.
+func (p *Pipeline) Accel(ctx context.Context, t target.Target) (boot.Accel, string, error) {
+	if a, ok := p.accels[t.QEMU]; ok {
+		return a.accel, a.why, nil
+	}
+	a, why, err := boot.Choose(ctx, p.Cfg.Accel, t)
+	if err != nil {
+		return "", "", outcome.Errorf(outcome.Infra, "%w", err)
+	}
+	p.accels[t.QEMU] = accelChoice{a, why}
+	return a, why, nil
+}
+
+func preemptModel(cfg map[string]string) string {
+	switch {
+	case cfg["CONFIG_PREEMPT_RT"] == "y":
+		return "rt"
+	case cfg["CONFIG_PREEMPT"] == "y":
+		return "full"
+	case cfg["CONFIG_PREEMPT_VOLUNTARY"] == "y":
+		return "voluntary"
+	}
+	return "none"
+}
+
+// BootSpec assembles the boot of a cell: kernel arguments telling the
+// agent what to run, and deadlines scaled for the accelerator.
+func (p *Pipeline) BootSpec(c config.MatrixCell, t target.Target, k *Kernel, initrd string, accel boot.Accel, dir string) boot.Spec {
+	scale := 1.0
+	if accel == TCGAccel {
+		scale = p.Cfg.Timeouts.TCGScale
+	}
+	sc := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
+	durScale := float64(p.Cfg.Duration) / float64(10*time.Second)
+	if durScale < 1 {
+		durScale = 1
+	}
+	var suites []string
+	total := time.Duration(0)
+	for _, s := range c.Suites {
+		name, _, _ := strings.Cut(s, ":")
+		to := p.Cfg.Timeouts.Suite
+		if m, ok := p.Suites[name]; ok && m.Timeout > 0 {
+			to = m.Timeout
+		}
+		to = sc(time.Duration(float64(to) * durScale))
+		total += to
+		suites = append(suites, fmt.Sprintf("%s@%s", s, to))
+	}
+	overall := p.Cfg.Timeouts.Overall
+	if overall == 0 {
+		overall = sc(p.Cfg.Timeouts.Boot) + total + time.Minute
+	} else {
+		overall = sc(overall)
+	}
+	cmdline := []string{
+		"kharness.mode=run",
+		"kharness.suites=" + strings.Join(suites, ","),
+		"kharness.duration=" + p.Cfg.Duration.String(),
+		fmt.Sprintf("kharness.intensity=%d", p.Cfg.Intensity),
+		fmt.Sprintf("kharness.cpus=%d", t.CPUs),
+		"kharness.preempt=" + preemptModel(kconfig.Parse(k.Config)),
+		"kharness.config_sha256=" + k.ConfigSHA[:16],
+	}
+	cmdline = append(cmdline, p.Cfg.Cmdline...)
+	return boot.Spec{Target: t, Kernel: k.Image, Initrd: initrd, Accel: accel, Cmdline: cmdline, Dir: dir,
+		Boot: sc(p.Cfg.Timeouts.Boot), NoOutput: sc(p.Cfg.Timeouts.NoOutput), Overall: overall}
+}
+
+// TCGAccel is re-exported for readability in this package.
+const TCGAccel = boot.TCG
+
+// Matrix runs every cell and returns the finished run. The run directory
+// is written as it goes; on cancellation the cells not yet done are
+// recorded as interrupted.
+func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, error) {
+	cells := p.Cfg.Matrix(p.Catalog)
+	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC()}
+	for _, c := range cells {
+		run.Cells = append(run.Cells, &results.Cell{ID: c.ID, Name: c.Name, Target: c.Target, PatchSets: c.PatchSets,
+			Suites: c.Suites, ExpectFail: c.ExpectFail, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{}})
+	}
+	store, err := results.Create(p.Cfg.Abs(p.Cfg.Results), run)
+	if err != nil {
+		return nil, nil, outcome.Errorf(outcome.Infra, "%w", err)
+	}
+	p.logf("", "run %s: %d cell(s), results in %s", run.ID, len(cells), store.Dir)
+	store.Append(results.Record{Kind: "run", Status: "start", Message: fmt.Sprintf("%d cells", len(cells))})
+	for i, c := range cells {
+		rc := run.Cells[i]
+		if ctx.Err() != nil {
+			store.Update(func(*results.Run) { rc.SetOutcome(outcome.Interrupted, "", "not started: run interrupted") })
+			continue
+		}
+		p.cell(ctx, store, c, rc)
+	}
+	if ctx.Err() != nil {
+		store.Update(func(r *results.Run) { r.Outcome = outcome.Interrupted })
+	}
+	store.Append(results.Record{Kind: "run", Status: "end"})
+	if err := store.Close(); err != nil {
+		return run, store, outcome.Errorf(outcome.Infra, "write results: %w", err)
+	}
+	return run, store, nil
+}
+
+func (p *Pipeline) fail(store *results.Store, rc *results.Cell, err error) {
+	stage := ""
+	var se *StageError
+	if errors.As(err, &se) {
+		stage = se.Stage
+	}
+	o := outcome.Of(err)
+	if errors.Is(err, context.Canceled) {
+		o = outcome.Interrupted
+	}
+	store.Append(results.Record{Cell: rc.ID, Kind: "stage", Stage: stage, Status: "fail", Message: err.Error()})
+	store.Update(func(*results.Run) { rc.SetOutcome(o, stage, err.Error()) })
+	p.logf(rc.ID, "%s failed (%s):\n%s", stage, o, indent(err.Error()))
+}
+
+func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
+
+func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.MatrixCell, rc *results.Cell) {
+	dir := store.CellDir(c.ID)
+	t, _ := target.Lookup(c.Target)
+	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "start"})
+	k, err := p.Kernel(ctx, c, dir)
+	if err != nil {
+		p.fail(store, rc, err)
+		return
+	}
+	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
+	store.Update(func(*results.Run) {
+		rc.KernelKey, rc.KernelCached, rc.BuildWarnings, rc.KernelVersion = k.Key, k.Cached, k.Warnings, k.Version
+		if !k.Cached {
+			rc.BuildSeconds = k.Seconds
+		}
+	})
+	ilog, _ := os.Create(filepath.Join(dir, "initramfs.log"))
+	ir, err := p.Initramfs(ctx, t, ilog)
+	ilog.Close()
+	if err != nil {
+		p.fail(store, rc, err)
+		return
+	}
+	p.logf(c.ID, "initramfs: %s (%s, cached=%v)", filepath.Base(ir.Path), ir.Duration.Round(time.Millisecond), ir.Cached)
+	accel, why, err := p.Accel(ctx, t)
+	if err != nil {
+		p.fail(store, rc, stageErr(StageBoot, err))
+		return
+	}
+	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
+	store.Update(func(*results.Run) {
+		rc.Initramfs, rc.InitrdCached, rc.Accel, rc.AccelReason = ir.Path, ir.Cached, string(accel), why
+		rc.Reproducer = boot.Reproducer(spec)
+	})
+	p.logf(c.ID, "boot: %s under %s (%s), suites %v", t.QEMU, accel, why, c.Suites)
+	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: "start", Message: string(accel)})
+	br, err := boot.Run(ctx, spec, func(e event.Event) {
+		ev := e
+		store.Append(results.Record{Cell: c.ID, Kind: "guest", Event: &ev})
+		if e.Type == event.TestEnd {
+			store.Update(func(*results.Run) {
+				rc.Tests = append(rc.Tests, &results.Test{Suite: e.Suite, Name: e.Test, Outcome: results.TestOutcome(e.Result),
+					Message: e.Message, DurationMS: e.DurationMS, Metrics: e.Metrics, Kmsg: e.Kmsg})
+			})
+			p.logf(c.ID, "%s/%s: %s", e.Suite, e.Test, e.Result)
+		}
+		if e.Type == event.Hello {
+			store.Update(func(*results.Run) { rc.GuestInfo = e.Info })
+		}
+	})
+	if err != nil {
+		p.fail(store, rc, stageErr(StageBoot, err))
+		return
+	}
+	store.Update(func(*results.Run) {
+		rc.BootSeconds = br.Duration.Seconds()
+		rc.FirstEventSeconds = br.FirstEvent.Seconds()
+		rc.Crashes, rc.Crash = br.Crashes, br.Crash
+		rc.BlameSuite, rc.BlameTest = br.BlameSuite, br.BlameTest
+		if br.Outcome == outcome.Pass {
+			rc.Finish(outcome.Pass, "")
+			if rc.Raw != outcome.Pass {
+				rc.Stage = StageTests
+			}
+		} else {
+			reason := br.Reason
+			if br.BlameTest != "" {
+				reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
+			}
+			rc.SetOutcome(br.Outcome, StageBoot, reason)
+		}
+	})
+	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: string(rc.Outcome), Message: rc.Reason})
+	p.logf(c.ID, "done: %s in %.1fs (first result after %.1fs)", rc.Outcome, br.Duration.Seconds(), br.FirstEvent.Seconds())
+}

@@ -1,0 +1,329 @@
+// Command agent is the guest's /init. It mounts the pseudo file systems,
+// runs the selected suites one after another with a deadline each, streams
+// their events to the host over a serial port of its own (ttyS1, never the
+// kernel console), attaches to every test the kernel log lines it
+// produced, ends the stream with a sentinel and powers the VM off.
+//
+// The kernel command line tells it what to do:
+//
+//	kharness.mode=run|shell
+//	kharness.suites=smoke@2m,selftest:panic@1m   (suite[:test-regexp][@deadline])
+//	kharness.duration=10s kharness.intensity=1 kharness.suite_timeout=5m
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/suites/suite"
+	"github.com/kharness/kharness/suites/sysinfo"
+)
+
+const eventPort = "/dev/ttyS1"
+
+func main() {
+	log := os.Stdout
+	if err := mountAll(); err != nil {
+		fmt.Fprintf(log, "kharness-agent: %v\n", err)
+	}
+	args := sysinfo.Cmdline()
+	if args["mode"] == "shell" {
+		shell(log)
+		powerOff(log)
+	}
+	ew, closeEv, err := openEvents()
+	if err != nil {
+		fmt.Fprintf(log, "kharness-agent: %v\n", err)
+		powerOff(log)
+	}
+	a := &agent{log: log, ev: ew}
+	a.run(args)
+	closeEv()
+	powerOff(log)
+}
+
+type mount struct{ src, dir, fstype string }
+
+func mountAll() error {
+	var errs []error
+	for _, m := range []mount{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"debugfs", "/sys/kernel/debug", "debugfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+	} {
+		os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.src, m.dir, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openEvents opens the event port in raw mode: no echo, no \n → \r\n.
+func openEvents() (*event.Writer, func(), error) {
+	f, err := os.OpenFile(eventPort, os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open event port %s: %w", eventPort, err)
+	}
+	if tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+		tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		tio.Oflag &^= unix.OPOST
+		tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		tio.Cflag &^= unix.CSIZE | unix.PARENB
+		tio.Cflag |= unix.CS8
+		unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, tio)
+	}
+	return event.NewWriter(f), func() {
+		unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // tcdrain: every byte out before power-off
+		f.Close()
+	}, nil
+}
+
+type agent struct {
+	log io.Writer
+	ev  *event.Writer
+}
+
+func (a *agent) emit(e event.Event) {
+	if err := a.ev.Emit(e); err != nil {
+		fmt.Fprintf(a.log, "kharness-agent: %v\n", err)
+	}
+}
+
+func (a *agent) run(args map[string]string) {
+	release, version, machine := sysinfo.Uname()
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	mi, _ := sysinfo.MemInfo()
+	a.emit(event.Event{Type: event.Hello, Info: map[string]string{
+		"release": release, "version": version, "machine": machine,
+		"cmdline":  strings.TrimSpace(string(cmdline)),
+		"mem_kb":   strconv.FormatUint(mi["MemTotal"], 10),
+		"high_kb":  strconv.FormatUint(mi["HighTotal"], 10),
+		"num_cpus": strconv.Itoa(numCPU()),
+	}})
+	dur, _ := time.ParseDuration(args["duration"])
+	if dur <= 0 {
+		dur = 10 * time.Second
+	}
+	timeout, _ := time.ParseDuration(args["suite_timeout"])
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	intensity := args["intensity"]
+	if intensity == "" {
+		intensity = "1"
+	}
+	for _, spec := range strings.Split(args["suites"], ",") {
+		if spec == "" {
+			continue
+		}
+		// suite[:test-regexp][@deadline]
+		to := timeout
+		if i := strings.LastIndex(spec, "@"); i >= 0 {
+			if d, err := time.ParseDuration(spec[i+1:]); err == nil && d > 0 {
+				to = d
+			}
+			spec = spec[:i]
+		}
+		name, tests, _ := strings.Cut(spec, ":")
+		a.suite(name, tests, dur, intensity, to)
+	}
+	a.emit(event.Event{Type: event.Done})
+}
+
+func numCPU() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
+}
+
+// suite runs one suite binary, relaying its events and adding the kernel
+// log each test produced.
+func (a *agent) suite(name, tests string, dur time.Duration, intensity string, timeout time.Duration) {
+	start := time.Now()
+	a.emit(event.Event{Type: event.SuiteStart, Suite: name})
+	argv := []string{"-duration=" + dur.String(), "-intensity=" + intensity}
+	if tests != "" {
+		argv = append(argv, "-run=^("+tests+")$")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: err.Error()})
+		return
+	}
+	cmd := exec.CommandContext(ctx, "/bin/"+name, argv...)
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.Env = append(os.Environ(), suite.EventsFDEnv+"=3", "GOTRACEBACK=all")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		pr.Close()
+		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: fmt.Sprintf("start suite %s: %v", name, err)})
+		return
+	}
+	pw.Close()
+	var running *event.Event
+	var kmsgStart uint64
+	anyFail := false
+	rd := event.NewReader(pr)
+	rd.Garbage = func(line string) { fmt.Fprintf(a.log, "%s: bad event line: %q\n", name, line) }
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			break
+		}
+		switch e.Type {
+		case event.TestStart:
+			kmsgStart = kmsgLastSeq()
+			cur := e
+			running = &cur
+		case event.TestEnd:
+			e.Kmsg = kmsgSince(kmsgStart)
+			if title, ok := splat(e.Kmsg); ok && e.Result != event.Fail {
+				e.Result = event.Crash
+				e.Message = strings.TrimSpace("kernel splat during test: " + title + "\n" + e.Message)
+			}
+			if e.Result == event.Fail || e.Result == event.Crash {
+				anyFail = true
+			}
+			running = nil
+		}
+		a.emit(e)
+	}
+	werr := cmd.Wait()
+	pr.Close()
+	res, msg := event.Pass, ""
+	switch {
+	case ctx.Err() != nil:
+		res, msg = event.Timeout, fmt.Sprintf("suite %s killed after its %s deadline (%v, %v)", name, timeout, ctx.Err(), werr)
+		if running != nil {
+			a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
+				Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
+		}
+	case running != nil:
+		res, msg = event.Fail, fmt.Sprintf("suite exited during test %s: %v", running.Test, werr)
+		a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Fail,
+			Message: msg, Kmsg: kmsgSince(kmsgStart)})
+	case werr != nil && !anyFail:
+		res, msg = event.Fail, fmt.Sprintf("suite exited: %v", werr)
+	case anyFail:
+		res = event.Fail
+	}
+	a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
+}
+
+// splat returns the title of the first kernel splat in lines.
+func splat(lines []string) (string, bool) {
+	for _, l := range lines {
+		if k, ok := report.Classify(l); ok {
+			return fmt.Sprintf("%s: %s", k, l), true
+		}
+	}
+	return "", false
+}
+
+// kmsgRecords reads every record currently in the kernel log buffer.
+func kmsgRecords(fn func(seq uint64, msg string)) {
+	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, 8192)
+	for {
+		n, err := f.Read(buf)
+		if err != nil {
+			if errors.Is(err, unix.EPIPE) { // overwritten while reading: go on
+				continue
+			}
+			return
+		}
+		head, msg, ok := strings.Cut(string(buf[:n]), ";")
+		if !ok {
+			continue
+		}
+		fields := strings.Split(head, ",")
+		if len(fields) < 2 {
+			continue
+		}
+		seq, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		// Continuation lines (" KEY=value") carry dictionary data, not text.
+		first, _, _ := strings.Cut(msg, "\n")
+		fn(seq, first)
+	}
+}
+
+func kmsgLastSeq() uint64 {
+	var last uint64
+	kmsgRecords(func(seq uint64, _ string) { last = seq })
+	return last
+}
+
+func kmsgSince(after uint64) []string {
+	var out []string
+	kmsgRecords(func(seq uint64, msg string) {
+		if seq > after {
+			out = append(out, msg)
+		}
+	})
+	if len(out) > 500 {
+		out = append(out[:250], append([]string{"... (kernel log lines elided) ..."}, out[len(out)-250:]...)...)
+	}
+	return out
+}
+
+// shell gives a developer a u-root shell on the console (kharness boot).
+func shell(log io.Writer) {
+	fmt.Fprintln(log, "kharness-agent: shell mode; suites are in /bin, exit the shell to power off")
+	for _, sh := range []string{"/bin/gosh", "/bbin/gosh", "/bin/sh"} {
+		if _, err := os.Stat(sh); err != nil {
+			continue
+		}
+		cmd := exec.Command(sh)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		cmd.Env = append(os.Environ(), "PATH=/bin:/bbin", "HOME=/tmp")
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(log, "kharness-agent: %s: %v\n", sh, err)
+		}
+		return
+	}
+	fmt.Fprintln(log, "kharness-agent: no shell in the image")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// powerOff ends the VM. Without ACPI a halt leaves QEMU running, so the
+// agent reboots and QEMU's -no-reboot turns that into an exit.
+func powerOff(log io.Writer) {
+	unix.Sync()
+	fmt.Fprintln(log, "kharness-agent: powering off")
+	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
