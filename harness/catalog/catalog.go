@@ -16,9 +16,9 @@ import (
 
 // Suite is a suite's manifest.
 type Suite struct {
-	Name        string        `yaml:"-"`
-	Dir         string        `yaml:"-"`
-	Description string        `yaml:"description"`
+	Name        string `yaml:"-"`
+	Dir         string `yaml:"-"`
+	Description string `yaml:"description"`
 	// Timeout is the suite's deadline in the guest at the default 10s
 	// duration under KVM; the harness scales it.
 	Timeout time.Duration `yaml:"timeout"`

@@ -315,7 +315,10 @@ func (c *Config) Where(path string) Pos {
 
 // Catalog is what exists on disk, for validating names.
 type Catalog struct {
-	PatchSets []string
+	PatchSets []string // every patch set that exists
+	// DefaultPatchSets are those "all" selects: top-level sets, not the
+	// ones nested under a container such as mutants/.
+	DefaultPatchSets []string
 	Suites    []string // every suite that exists
 	// DefaultSuites are those "all" selects (test-only suites are not).
 	DefaultSuites []string
@@ -434,7 +437,7 @@ func (c *Config) Matrix(cat Catalog) []MatrixCell {
 		for _, t := range c.cellTargets(cell) {
 			out = append(out, MatrixCell{
 				ID: cell.Name + "." + t, Name: cell.Name, Target: t,
-				PatchSets:  resolve(ps, cat.PatchSets),
+				PatchSets:  resolve(ps, cat.DefaultPatchSets),
 				Suites:     resolve(ss, cat.DefaultSuites),
 				ExpectFail: cell.Expect == "fail",
 			})

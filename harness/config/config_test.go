@@ -8,9 +8,10 @@ import (
 )
 
 var cat = Catalog{
-	PatchSets:     []string{"cow", "kmap-local", "mutants/kmap-bad"},
-	Suites:        []string{"selftest", "smoke"},
-	DefaultSuites: []string{"smoke"},
+	PatchSets:        []string{"cow", "kmap-local", "mutants/kmap-bad"},
+	DefaultPatchSets: []string{"cow", "kmap-local"},
+	Suites:           []string{"selftest", "smoke"},
+	DefaultSuites:    []string{"smoke"},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -78,8 +79,8 @@ func TestMatrix(t *testing.T) {
 		want []MatrixCell
 	}{
 		{"default stacks every set per target", "", Overrides{}, []MatrixCell{
-			{ID: "default.i386-highmem", Name: "default", Target: "i386-highmem", PatchSets: cat.PatchSets, Suites: []string{"smoke"}},
-			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.PatchSets, Suites: []string{"smoke"}},
+			{ID: "default.i386-highmem", Name: "default", Target: "i386-highmem", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
+			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
 		}},
 		{"explicit cells", "targets: [x86_64]\ncells:\n  - name: base\n    patchsets: []\n  - name: mut\n    patchsets: [mutants/kmap-bad]\n    targets: [i386-highmem]\n    expect: fail\n", Overrides{}, []MatrixCell{
 			{ID: "base.x86_64", Name: "base", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},

@@ -116,7 +116,7 @@ func classify(s string) (header, bool) {
 		return header{kind: Lockdep, base: "BUG: " + m[1], src: fnAt, open: openRule}, true
 	}
 	if hungRe.MatchString(s) {
-		return header{kind: HungTask, base: "INFO: task hung", src: fnTrace, ruleEnds: true}, true
+		return header{kind: HungTask, base: "INFO: task hung", src: fnTrace}, true
 	}
 	if rcuRe.MatchString(s) {
 		return header{kind: RCUStall, base: "INFO: rcu detected stall", src: fnRIPOrTrace}, true
@@ -125,7 +125,7 @@ func classify(s string) (header, bool) {
 		return header{kind: SoftLockup, base: "BUG: soft lockup", src: fnRIPOrTrace}, true
 	}
 	if hardRe.MatchString(s) {
-		return header{kind: HardLockup, base: "watchdog: hard LOCKUP", src: fnRIPOrTrace}, true
+		return header{kind: HardLockup, base: "Watchdog detected hard LOCKUP", src: fnRIPOrTrace}, true
 	}
 	if m := faultRe.FindStringSubmatch(s); m != nil {
 		base := m[1]
@@ -180,29 +180,35 @@ var (
 	longHexRe   = regexp.MustCompile(`\b(?:0x)?[0-9a-f]{12,16}\b`)
 	hexTokRe    = regexp.MustCompile(`\S*(?:0x[0-9a-f]+|[0-9a-f]{8,})\S*`)
 	bracketRe   = regexp.MustCompile(`\s*\[[^\]]*\]`)
-	cpuNumRe    = regexp.MustCompile(`CPU#?\d+`)
+	cpuNumRe    = regexp.MustCompile(`CPU ?#?\d+`)
+	keyValRe    = regexp.MustCompile(`\s[\w.-]+:\S`)
 	spacesRe    = regexp.MustCompile(`\s{2,}`)
 	suffixRe    = regexp.MustCompile(`(?:\.(?:isra|constprop|part|cold|llvm|lto_priv)(?:\.\d+)?)+$`)
 	symbolOnlyR = regexp.MustCompile(`^[A-Za-z_.$][\w.$]*$`)
 )
 
 // sanitizePanic keeps a panic message readable but drops what changes from
-// boot to boot (code offsets, pointers).
+// boot to boot (code offsets, pointers, CPU numbers).
 func sanitizePanic(s string) string {
 	s = offsetRe.ReplaceAllString(s, "")
 	s = longHexRe.ReplaceAllString(s, "")
+	s = cpuNumRe.ReplaceAllString(s, "CPU")
 	return spacesRe.ReplaceAllString(s, " ")
 }
 
 // sanitizeBug turns the text after "BUG: " into a stable title: the
-// details after ": ", ", ", " - ", " at " or " in process " name the task,
-// address or place and are dropped, like anything bracketed or hex.
+// details after ": ", ", ", " - ", " at ", " in process " or the first
+// "key:value" name the task, address or place and are dropped, like
+// anything bracketed or hex.
 func sanitizeBug(s string) string {
 	cut := len(s)
 	for _, sep := range []string{": ", ", ", " - ", " at ", " in process "} {
 		if i := strings.Index(s, sep); i >= 0 && i < cut {
 			cut = i
 		}
+	}
+	if loc := keyValRe.FindStringIndex(s); loc != nil && loc[0] < cut {
+		cut = loc[0]
 	}
 	s = s[:cut]
 	s = bracketRe.ReplaceAllString(s, "")

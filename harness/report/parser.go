@@ -9,11 +9,12 @@ import (
 const maxLines = 150
 
 // bodyLimit is how many lines a splat without an end marker may run before
-// its first Call Trace; past it only lines that look like crash-dump output
-// are kept, so a splat that never dumps a stack does not swallow the log.
-// Lockdep reports list their dependency chain before the stack and get
-// the whole maxLines.
-const bodyLimit = 60
+// its first Call Trace while taking any line. Past it, only lines that look
+// like crash-dump output (registers, "CPU: N UID:", lock lists, "rcu: ...")
+// continue it, so a one-line "BUG: Bad rss-counter state" does not swallow
+// the boot log after it. Reports framed by "=====" (lockdep, SLUB) explain
+// themselves at length before their stack and are exempt.
+const bodyLimit = 20
 
 // lookback is how many earlier lines are searched for a header's opener;
 // a WARN() message sits between "cut here" and the WARNING line.
@@ -61,6 +62,8 @@ type splat struct {
 	body    int  // lines in inBody
 	seen    int  // lines after the header
 	sawOops bool // an "Oops:" line was taken in
+	prose   bool // may run past bodyLimit before its stack
+	locks   bool // "Showing all locks held" was seen: a hung task ends at "====="
 	trace   bool // a "Call Trace:" was seen
 	nmi     bool // within <NMI> ... </NMI>
 	fnDone  bool
@@ -148,6 +151,9 @@ func (p *Parser) start(h header, text string) *splat {
 	}
 	r := &Report{Kind: h.kind, Title: h.title(), Line: p.n, Fatal: h.fatal}
 	s := &splat{r: r, h: h, fnDone: h.fn != "" || h.src == fnNone}
+	// Reports framed by "=====" (lockdep, SLUB) explain themselves at
+	// length before their stack; "BUG: MAX_LOCKDEP_KEYS too low!" is short.
+	s.prose = h.open == openRule && len(pre) > 0
 	for _, l := range pre {
 		s.lines = append(s.lines, l.text)
 		s.nos = append(s.nos, l.no)
@@ -285,8 +291,11 @@ func traceish(content string) bool {
 func (p *Parser) add(text, content string) bool {
 	s := p.cur
 	s.seen++
+	if strings.HasPrefix(content, "Showing all locks held") {
+		s.locks = true
+	}
 	if strings.HasPrefix(content, "---[ end trace") || strings.HasPrefix(content, "---[ end Kernel panic") ||
-		s.h.ruleEnds && isRule(content) {
+		isRule(content) && (s.h.ruleEnds || s.h.kind == HungTask && s.locks) {
 		s.push(text, p.n)
 		p.close()
 		return true
@@ -323,7 +332,7 @@ func (s *splat) flow(text, content string, blank bool, no int) bool {
 		s.body++
 		if callTraceRe.MatchString(content) {
 			s.phase = inTrace
-		} else if s.h.kind != Lockdep && s.body > bodyLimit {
+		} else if !s.prose && s.body >= bodyLimit {
 			s.phase = inTail
 		}
 		return true

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,7 +73,7 @@ func New(cfg *config.Config, progress io.Writer) (*Pipeline, error) {
 	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cfg.CacheDir(),
 		accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}, Suites: map[string]catalog.Suite{}}
 	ps, err := patch.Discover(cfg.Abs(cfg.Dirs.Patches))
-	if err != nil && !os.IsNotExist(errors.Unwrap(err)) && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, outcome.Errorf(outcome.ConfigError, "patch sets: %w", err)
 	}
 	ss, err := catalog.Suites(cfg.Abs(cfg.Dirs.Suites))
@@ -82,7 +83,14 @@ func New(cfg *config.Config, progress io.Writer) (*Pipeline, error) {
 	for _, s := range ss {
 		p.Suites[s.Name] = s
 	}
-	p.Catalog = config.Catalog{PatchSets: ps, Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true)}
+	var top []string
+	for _, n := range ps {
+		if !strings.Contains(n, "/") {
+			top = append(top, n)
+		}
+	}
+	p.Catalog = config.Catalog{PatchSets: ps, DefaultPatchSets: top,
+		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true)}
 	if err := cfg.Validate(p.Catalog); err != nil {
 		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
 	}
@@ -588,18 +596,11 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 		rc.FirstEventSeconds = br.FirstEvent.Seconds()
 		rc.Crashes, rc.Crash = br.Crashes, br.Crash
 		rc.BlameSuite, rc.BlameTest = br.BlameSuite, br.BlameTest
-		if br.Outcome == outcome.Pass {
-			rc.Finish(outcome.Pass, "")
-			if rc.Raw != outcome.Pass {
-				rc.Stage = StageTests
-			}
-		} else {
-			reason := br.Reason
-			if br.BlameTest != "" {
-				reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
-			}
-			rc.SetOutcome(br.Outcome, StageBoot, reason)
+		reason := br.Reason
+		if br.Outcome != outcome.Pass && br.BlameTest != "" {
+			reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
 		}
+		rc.Finish(br.Outcome, reason)
 	})
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: string(rc.Outcome), Message: rc.Reason})
 	p.logf(c.ID, "done: %s in %.1fs (first result after %.1fs)", rc.Outcome, br.Duration.Seconds(), br.FirstEvent.Seconds())
