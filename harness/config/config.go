@@ -319,7 +319,7 @@ type Catalog struct {
 	// DefaultPatchSets are those "all" selects: top-level sets, not the
 	// ones nested under a container such as mutants/.
 	DefaultPatchSets []string
-	Suites    []string // every suite that exists
+	Suites           []string // every suite that exists
 	// DefaultSuites are those "all" selects (test-only suites are not).
 	DefaultSuites []string
 }
