@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 80m
 
 ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: run test unit e2e deps vet lint bin
+.PHONY: run test unit e2e deps vet lint bin bench
 
 bin:
 	$(GO) build -o bin/kharness ./cmd/kharness
@@ -31,3 +31,7 @@ e2e: deps
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./cmd/kharness/ -run E2E
 
 test: unit e2e
+
+# Boot overhead: bare kernel + trivial init vs the agent's first result.
+bench: deps
+	$(GO) test -tags e2e -run '^$$' -bench Boot -benchtime 3x -timeout 60m ./cmd/kharness/

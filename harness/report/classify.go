@@ -55,26 +55,27 @@ func (h header) title() string {
 }
 
 var (
-	panicRe   = regexp.MustCompile(`^Kernel panic - not syncing: ?(.*)$`)
-	kasanRe   = regexp.MustCompile(`^BUG: KASAN: ([\w-]+)(?: in (\S+))?`)
-	kfenceRe  = regexp.MustCompile(`^BUG: KFENCE: (.+?)(?: in (\S+))?\s*$`)
-	ubsanRe   = regexp.MustCompile(`^UBSAN: (.+?) in (\S+?)(?::\d+)*\s*$`)
-	lockdepRe = regexp.MustCompile(`^(WARNING|INFO|BUG): (possible circular locking dependency detected|possible recursive locking detected|inconsistent lock state|possible irq lock inversion dependency detected|\S+-safe -> \S+-unsafe lock order detected|chain_key collision|Nested lock was not taken|bad unlock balance detected!|bad contention detected!|held lock freed!?|.+ still has locks held!|lock held when returning to user space!|suspicious RCU usage\.?|MAX_\w+ too low!|looking up invalid subclass|key .+ has not been registered!|trying to register non-static key\.?)`)
-	waitCtxRe = regexp.MustCompile(`^\[ BUG: (Invalid wait context) \]`)
-	hungRe    = regexp.MustCompile(`^INFO: task .+:-?\d+ blocked for more than \d+ seconds\.`)
-	rcuRe     = regexp.MustCompile(`^(?:rcu: )?INFO: rcu\w* (?:self-)?detected (?:expedited )?stalls?\b`)
-	softRe    = regexp.MustCompile(`^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!`)
-	hardRe    = regexp.MustCompile(`^(?:(?:NMI )?watchdog: )?(?:Watchdog detected hard LOCKUP on cpu \d+|BUG: hard LOCKUP)`)
-	faultRe   = regexp.MustCompile(`^BUG: (kernel NULL pointer dereference|unable to handle page fault|unable to handle kernel (?:NULL pointer dereference|paging request)|(?:\S+ )?stack guard page was hit)\b`)
-	oopsRe    = regexp.MustCompile(`^Oops: (?:(.+?): )?[0-9a-f]{4} \[#\d+\]`)
-	trapRe    = regexp.MustCompile(`^(general protection fault|invalid opcode|divide error|stack segment|double fault|int3|bounds|overflow|segment not present|invalid TSS|alignment check)(?:,[^:]*)?: [0-9a-f]{4} \[#\d+\]`)
-	kbugRe    = regexp.MustCompile(`^kernel BUG at (\S+?)!?\s*$`)
-	kbugSymRe = regexp.MustCompile(`^Kernel BUG at (\S+) \[verbose debug info unavailable\]`)
-	slubRe    = regexp.MustCompile(`^BUG (\S+) \((?:Not tainted|Tainted: [^)]*)\): (.+)$`)
-	bugRe     = regexp.MustCompile(`^BUG: (.+)$`)
-	warnRe    = regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at (.+)$`)
-	warnAtRe  = regexp.MustCompile(`^(?:(\S+:\d+) )?(\S+?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[.*\])?\s*$`)
-	bannerRe  = regexp.MustCompile(`^Linux version \d+\.\d+\S* \(`)
+	panicRe     = regexp.MustCompile(`^Kernel panic - not syncing: ?(.*)$`)
+	kasanRe     = regexp.MustCompile(`^BUG: KASAN: ([\w-]+)(?: in (\S+))?`)
+	kfenceRe    = regexp.MustCompile(`^BUG: KFENCE: (.+?)(?: in (\S+))?\s*$`)
+	ubsanTrapRe = regexp.MustCompile(`^UBSAN: (.+?) at (\S+\+0x[0-9a-f]+/0x[0-9a-f]+)`)
+	ubsanRe     = regexp.MustCompile(`^UBSAN: (.+?) in (\S+?)(?::\d+)*\s*$`)
+	lockdepRe   = regexp.MustCompile(`^(WARNING|INFO|BUG): (possible circular locking dependency detected|possible recursive locking detected|inconsistent lock state|possible irq lock inversion dependency detected|\S+-safe -> \S+-unsafe lock order detected|chain_key collision|Nested lock was not taken|bad unlock balance detected!|bad contention detected!|held lock freed!?|.+ still has locks held!|lock held when returning to user space!|suspicious RCU usage\.?|MAX_\w+ too low!|looking up invalid subclass|key .+ has not been registered!|trying to register non-static key\.?)`)
+	waitCtxRe   = regexp.MustCompile(`^\[ BUG: (Invalid wait context) \]`)
+	hungRe      = regexp.MustCompile(`^INFO: task .+:-?\d+ blocked for more than \d+ seconds\.`)
+	rcuRe       = regexp.MustCompile(`^(?:rcu: )?INFO: rcu\w* (?:self-)?detected (?:expedited )?stalls?\b`)
+	softRe      = regexp.MustCompile(`^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!`)
+	hardRe      = regexp.MustCompile(`^(?:(?:NMI )?watchdog: )?(?:Watchdog detected hard LOCKUP on cpu \d+|BUG: hard LOCKUP)`)
+	faultRe     = regexp.MustCompile(`^BUG: (kernel NULL pointer dereference|unable to handle page fault|unable to handle kernel (?:NULL pointer dereference|paging request)|(?:\S+ )?stack guard page was hit)\b`)
+	oopsRe      = regexp.MustCompile(`^Oops: (?:(.+?): )?[0-9a-f]{4} \[#\d+\]`)
+	trapRe      = regexp.MustCompile(`^(general protection fault|invalid opcode|divide error|stack segment|double fault|int3|bounds|overflow|segment not present|invalid TSS|alignment check)(?:,[^:]*)?: [0-9a-f]{4} \[#\d+\]`)
+	kbugRe      = regexp.MustCompile(`^kernel BUG at (\S+?)!?\s*$`)
+	kbugSymRe   = regexp.MustCompile(`^Kernel BUG at (\S+) \[verbose debug info unavailable\]`)
+	slubRe      = regexp.MustCompile(`^BUG (\S+) \((?:Not tainted|Tainted: [^)]*)\): (.+)$`)
+	bugRe       = regexp.MustCompile(`^BUG: (.+)$`)
+	warnRe      = regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at (.+)$`)
+	warnAtRe    = regexp.MustCompile(`^(?:(\S+:\d+) )?(\S+?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[.*\])?\s*$`)
+	bannerRe    = regexp.MustCompile(`^Linux version \d+\.\d+\S* \(`)
 )
 
 // classify recognises a header in a line already stripped of its prefix.
@@ -93,6 +94,11 @@ func classify(s string) (header, bool) {
 	}
 	if m := kfenceRe.FindStringSubmatch(s); m != nil {
 		return header{kind: KFENCE, base: "KFENCE: " + m[1], fn: symbol(m[2]), open: openRule, marker: true, ruleEnds: true}, true
+	}
+	if m := ubsanTrapRe.FindStringSubmatch(s); m != nil {
+		// CONFIG_UBSAN_TRAP: the check was a ud1 and die() follows, so the
+		// report is fatal from its header on, which is when Feed returns it.
+		return header{kind: UBSAN, base: "UBSAN: " + m[1], fn: symbol(m[2]), fatal: true, wantsOops: true, marker: true}, true
 	}
 	if m := ubsanRe.FindStringSubmatch(s); m != nil {
 		base := "UBSAN: " + m[1]
@@ -150,7 +156,11 @@ func classify(s string) (header, bool) {
 		return header{kind: Bug, base: "BUG: " + m[1] + ": " + sanitizeBug(m[2]), open: openRule}, true
 	}
 	if m := bugRe.FindStringSubmatch(s); m != nil {
-		return header{kind: Bug, base: "BUG: " + sanitizeBug(m[1]), src: fnRIPOrTrace}, true
+		base := "BUG"
+		if d := sanitizeBug(m[1]); d != "" {
+			base += ": " + d
+		}
+		return header{kind: Bug, base: base, src: fnRIPOrTrace}, true
 	}
 	if m := warnRe.FindStringSubmatch(s); m != nil {
 		h := header{kind: Warning, base: "WARNING", src: fnRIP, open: openCut, marker: true}

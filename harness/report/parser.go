@@ -76,8 +76,9 @@ func NewParser() *Parser { return &Parser{} }
 // are tolerated). When the line is a header it returns the new report, else
 // nil. The pointer stays valid and is updated by later Feed calls: Text
 // grows until the report ends, and Title gains its " in F" or KASAN access
-// type from the lines after the header. Reports gives the same data as
-// copies.
+// type from the lines after the header. Kind, Line and Fatal are final
+// when the header is returned, so a caller may start its crash handling
+// then. Reports gives the same data as copies.
 func (p *Parser) Feed(line string) *Report {
 	p.n++
 	text := clean(line)

@@ -21,6 +21,8 @@
 //   - An "Oops:" line that belongs to a "BUG: kernel NULL pointer
 //     dereference" or "kernel BUG at" header is part of that report, while a
 //     "Kernel panic - not syncing" is always a report of its own (see Most).
+//   - Text keeps each line as logged, timestamps included, without NULs,
+//     CRs and terminal escape sequences. Trailing blank lines are dropped.
 //   - Title may be completed after the header: the function comes from the
 //     RIP:/EIP: line, the call trace or lockdep's ", at:" line, and a KASAN
 //     title gains Read/Write from the line after the header.
@@ -47,7 +49,7 @@ const (
 	RCUStall   Kind = "rcu-stall"   // "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "... self-detected stall on CPU"
 	SoftLockup Kind = "soft-lockup" // "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]"
 	HardLockup Kind = "hard-lockup" // "watchdog: Watchdog detected hard LOCKUP on cpu 1"
-	Reboot     Kind = "reboot"      // a second "Linux version ..." banner in one log
+	Reboot     Kind = "reboot"      // a second "Linux version ..." banner in one log; callers treat it as a crash
 )
 
 // Report is one splat found in a log.
@@ -187,13 +189,10 @@ func Classify(line string) (Kind, bool) {
 // Parse is the batch form of Parser over a whole log.
 func Parse(log []byte) []Report {
 	p := NewParser()
-	s := string(log)
-	s = strings.TrimSuffix(s, "\n")
-	if s == "" {
-		return nil
-	}
-	for _, l := range strings.Split(s, "\n") {
-		p.Feed(l)
+	if s := strings.TrimSuffix(string(log), "\n"); s != "" {
+		for _, l := range strings.Split(s, "\n") {
+			p.Feed(l)
+		}
 	}
 	return p.Reports()
 }

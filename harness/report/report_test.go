@@ -244,6 +244,7 @@ func TestClassify(t *testing.T) {
 		{"BUG: KFENCE: use-after-free read in test_use_after_free_read+0xb3/0x143", KFENCE},
 		{"UBSAN: shift-out-of-bounds in lib/khtest.c:42:13", UBSAN},
 		{"UBSAN: array-index-out-of-bounds in drivers/foo/bar.c:1234:5", UBSAN},
+		{"UBSAN: array index out of bounds at khtest_index+0x2c/0x40 [khtest]", UBSAN},
 		{"INFO: task kworker/u4:1:45 blocked for more than 122 seconds.", HungTask},
 		{"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", RCUStall},
 		{"rcu: INFO: rcu_sched self-detected stall on CPU", RCUStall},
@@ -352,6 +353,12 @@ func TestTitles(t *testing.T) {
 			" khtest_shift+0x1e/0x30", " </TASK>",
 			"---[ end trace ]---",
 		}, []want{{UBSAN, "UBSAN: shift-out-of-bounds in khtest_shift", 2, false, cutHere, "---[ end trace ]---"}}},
+		{"UBSAN trap takes in its Oops", []string{
+			"UBSAN: array index out of bounds at khtest_index+0x2c/0x40 [khtest]",
+			"Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+			"RIP: 0010:khtest_index+0x2c/0x40 [khtest]",
+			"---[ end trace 0000000000000000 ]---",
+		}, []want{{UBSAN, "UBSAN: array index out of bounds in khtest_index", 1, true, "UBSAN: array index", "---[ end trace"}}},
 		{"KFENCE", []string{
 			"==================================================================",
 			"BUG: KFENCE: use-after-free read in test_use_after_free_read+0xb3/0x143",
@@ -560,4 +567,39 @@ func TestBounded(t *testing.T) {
 	if n := strings.Count(rs[0].Text, "\n") + 1; n > bodyLimit+1 {
 		t.Errorf("a BUG without stack took %d lines", n)
 	}
+}
+
+// FuzzParse checks the invariants callers rely on for any input.
+func FuzzParse(f *testing.F) {
+	for _, tc := range logTests {
+		if b, err := os.ReadFile(filepath.Join("testdata", tc.file)); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("[ 1.0] Oops: Oops: 0000 [#1]\n[ 1.0] ------------[ cut here ]------------\n\r\x00\x1b["))
+	f.Fuzz(func(t *testing.T, log []byte) {
+		rs := Parse(log)
+		n := strings.Count(strings.TrimSuffix(string(log), "\n"), "\n") + 1
+		last := 0
+		for _, r := range rs {
+			if severity(r.Kind) == 0 {
+				t.Errorf("unknown kind %q", r.Kind)
+			}
+			if r.Line <= last || r.Line > n {
+				t.Errorf("line %d out of order or range (previous %d, log has %d)", r.Line, last, n)
+			}
+			last = r.Line
+			if c := strings.Count(r.Text, "\n") + 1; c > maxLines {
+				t.Errorf("Text has %d lines", c)
+			}
+			if strings.ContainsAny(r.Title, "\n\r") || r.Title == "" {
+				t.Errorf("bad title %q", r.Title)
+			}
+		}
+		if len(rs) > 0 {
+			if _, ok := Most(rs); !ok {
+				t.Error("Most found nothing")
+			}
+		}
+	})
 }

@@ -255,7 +255,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if err != nil {
 			return nil, stageErr(StageSource, err)
 		}
-		if !w.Ready {
+		if !w.Ready && len(sets) > 0 {
 			plog, err := os.Create(filepath.Join(cellDir, "patch.log"))
 			if err != nil {
 				w.Release()
@@ -269,6 +269,8 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 				// The tree is left unmarked: the next run starts it afresh.
 				return nil, stageErr(StagePatch, err)
 			}
+		}
+		if !w.Ready {
 			if err := w.MarkReady(); err != nil {
 				w.Release()
 				return nil, stageErr(StagePatch, err)
@@ -494,7 +496,8 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC()}
 	for _, c := range cells {
 		run.Cells = append(run.Cells, &results.Cell{ID: c.ID, Name: c.Name, Target: c.Target, PatchSets: c.PatchSets,
-			Suites: c.Suites, ExpectFail: c.ExpectFail, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{}})
+			Suites: c.Suites, ExpectFail: c.ExpectFail, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
+			Rerun: p.rerun(c)})
 	}
 	store, err := results.Create(p.Cfg.Abs(p.Cfg.Results), run)
 	if err != nil {
@@ -518,6 +521,20 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 		return run, store, outcome.Errorf(outcome.Infra, "write results: %w", err)
 	}
 	return run, store, nil
+}
+
+// rerun is the kharness command that runs one cell alone.
+func (p *Pipeline) rerun(c config.MatrixCell) string {
+	q := func(s string) string {
+		if s == "" || strings.ContainsAny(s, " '\"|*?$;&()<>") {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+		return s
+	}
+	args := []string{"kharness", "run", "-c", q(p.Cfg.Path), "--source", q(p.Cfg.Source), "--target", c.Target,
+		"--patchset", q(strings.Join(c.PatchSets, ",")), "--suite", q(strings.Join(c.Suites, ",")),
+		"--duration", p.Cfg.Duration.String()}
+	return strings.Join(args, " ")
 }
 
 func (p *Pipeline) fail(store *results.Store, rc *results.Cell, err error) {
