@@ -101,7 +101,7 @@ func BenchmarkBoot(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				s := boot.Spec{Target: tg, Kernel: img, Initrd: initrd, Accel: boot.TCG, Dir: b.TempDir(),
 					Cmdline: []string{"kharness.mode=run", "kharness.suites=selftest:pass@1m", "kharness.cpus=2"},
-					Boot: time.Minute, NoOutput: time.Minute, Overall: 2 * time.Minute}
+					Boot:    time.Minute, NoOutput: time.Minute, Overall: 2 * time.Minute}
 				r, err := boot.Run(context.Background(), s, func(event.Event) {})
 				if err != nil || r.FirstEvent == 0 {
 					b.Fatalf("agent boot: %v %+v", err, r)
