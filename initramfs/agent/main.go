@@ -217,7 +217,7 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 	res, msg := event.Pass, ""
 	switch {
 	case ctx.Err() != nil:
-		res, msg = event.Timeout, fmt.Sprintf("suite %s killed after its %s deadline (%v, %v)", name, timeout, ctx.Err(), werr)
+		res, msg = event.Timeout, fmt.Sprintf("suite %s killed after its %s deadline", name, timeout)
 		if running != nil {
 			a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
 				Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
@@ -244,20 +244,22 @@ func splat(lines []string) (string, bool) {
 	return "", false
 }
 
-// kmsgRecords reads every record currently in the kernel log buffer.
+// kmsgRecords reads every record currently in the kernel log buffer. It
+// uses raw syscalls: an os.File would hand the non-blocking fd to Go's
+// poller and park on EAGAIN instead of returning at the end of the buffer.
 func kmsgRecords(fn func(seq uint64, msg string)) {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	buf := make([]byte, 8192)
 	for {
-		n, err := f.Read(buf)
-		if err != nil {
-			if errors.Is(err, unix.EPIPE) { // overwritten while reading: go on
-				continue
-			}
+		n, err := unix.Read(fd, buf)
+		if err == unix.EPIPE { // overwritten while reading: go on
+			continue
+		}
+		if err != nil || n <= 0 {
 			return
 		}
 		head, msg, ok := strings.Cut(string(buf[:n]), ";")
