@@ -222,13 +222,28 @@ func TestE2EPatchDoesNotApply(t *testing.T) {
 	}
 }
 
+// TestE2EKconfigDropped asks for an option x86_64 does not have on top
+// of the repository's own fragments.
 func TestE2EKconfigDropped(t *testing.T) {
-	cfg, res := writeConfig(t, "targets: [x86_64]\nsuites: [smoke]\npatchsets: []\n", map[string]string{"kconfigs": "cmd/kharness/testdata/kconfigs-dropped"})
+	kc := filepath.Join(t.TempDir(), "kconfigs")
+	if out, err := exec.Command("cp", "-r", filepath.Join(repoRoot(t), "kconfigs"), kc).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	frag := filepath.Join(kc, "target", "x86_64.config")
+	f, err := os.OpenFile(frag, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("# HIGHPTE exists only on X86_32: olddefconfig drops it\nCONFIG_HIGHPTE=y\n")
+	f.Close()
+	data, _ := os.ReadFile(frag)
+	line := len(strings.Split(strings.TrimRight(string(data), "\n"), "\n"))
+	cfg, res := writeConfig(t, "targets: [x86_64]\nsuites: [smoke]\npatchsets: []\n", map[string]string{"kconfigs": kc})
 	r := kharness(t, nil, "run", "-c", cfg)
 	wantCode(t, r, outcome.KconfigDrop)
 	run, _ := loadRun(t, res)
 	c := run.Cells[0]
-	if !strings.Contains(c.Reason, "target/x86_64.config:3: CONFIG_HIGHPTE=y requested, final .config has CONFIG_HIGHPTE is not set") {
+	if want := fmt.Sprintf("target/x86_64.config:%d: CONFIG_HIGHPTE=y requested, final .config has CONFIG_HIGHPTE is not set", line); !strings.Contains(c.Reason, want) {
 		t.Errorf("reason:\n%s", c.Reason)
 	}
 }

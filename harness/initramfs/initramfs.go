@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/kharness/kharness/harness/cache"
+	"github.com/kharness/kharness/harness/internal/proc"
 	"github.com/kharness/kharness/harness/outcome"
 )
 
@@ -57,32 +57,43 @@ type Result struct {
 }
 
 // Key hashes every input of the image: the Go toolchain, the target arch,
-// the command list and every Go source, go.mod and go.sum of the module.
-func Key(r Request) (string, error) {
+// the command list, go.mod/go.sum (which pin every outside dependency) and
+// the source of every package of this module that the agent and the
+// suites import, as `go list -deps` reports it for the target arch. Host
+// code that does not go into the image does not invalidate it.
+func Key(ctx context.Context, r Request) (string, error) {
 	parts := []string{format, runtime.Version(), r.GOARCH, strings.Join(sorted(r.Suites), ","), strings.Join(coreCmds, ",")}
-	err := filepath.WalkDir(r.ModuleDir, func(p string, d fs.DirEntry, err error) error {
+	for _, f := range []string{"go.mod", "go.sum"} {
+		h, err := cache.FileHash(filepath.Join(r.ModuleDir, f))
 		if err != nil {
-			return err
+			return "", fmt.Errorf("hash initramfs inputs: %w", err)
 		}
-		name := d.Name()
-		if d.IsDir() {
-			if p != r.ModuleDir && (strings.HasPrefix(name, ".") || name == "testdata" || name == "results") {
-				return filepath.SkipDir
-			}
-			return nil
+		parts = append(parts, f, h)
+	}
+	pkgs := []string{AgentPkg}
+	for _, s := range sorted(r.Suites) {
+		pkgs = append(pkgs, Module+"/suites/"+s)
+	}
+	args := append([]string{"list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}{{end}}"}, pkgs...)
+	out, err := proc.Output(ctx, proc.Cmd{Dir: r.ModuleDir, Name: "go", Args: args,
+		Env: []string{"GOOS=linux", "GOARCH=" + r.GOARCH, "CGO_ENABLED=0"}})
+	if err != nil {
+		return "", fmt.Errorf("list initramfs packages: %w", err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
 		}
-		if (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) || name == "go.mod" || name == "go.sum" {
+		for _, name := range f[1:] {
+			p := filepath.Join(f[0], name)
 			h, err := cache.FileHash(p)
 			if err != nil {
-				return err
+				return "", fmt.Errorf("hash initramfs inputs: %w", err)
 			}
 			rel, _ := filepath.Rel(r.ModuleDir, p)
 			parts = append(parts, rel, h)
 		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("hash initramfs inputs: %w", err)
 	}
 	return cache.Key(parts...), nil
 }
@@ -96,7 +107,7 @@ func sorted(s []string) []string {
 // Build returns the image for r, building it when it is not cached.
 func Build(ctx context.Context, r Request) (*Result, error) {
 	start := time.Now()
-	key, err := Key(r)
+	key, err := Key(ctx, r)
 	if err != nil {
 		return nil, outcome.Errorf(outcome.Infra, "%w", err)
 	}

@@ -57,6 +57,10 @@ var logTests = []struct {
 		{Bug, "BUG: sleeping function called from invalid context in khtest_sleep_fn", 3, false, "-;BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585", "-; entry_INT80_32+0x10d/0x10d"},
 	}},
 	{"x86_64-clean-boot.log", "", nil},
+	// Captured from kharness's first i386 boot under TCG with -cpu max.
+	{"real-i386-tcg-amd-smp-warn.log", "WARNING in init_amd", []want{
+		{Warning, "WARNING in init_amd", 121, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},
+	}},
 }
 
 func readLog(t *testing.T, name string) []byte {

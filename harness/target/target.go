@@ -42,7 +42,10 @@ func Builtin() map[string]Target {
 		"i386-highmem": {
 			Name: "i386-highmem", Arch: "i386", BaseConfig: "tinyconfig",
 			Image: "arch/x86/boot/bzImage", GOARCH: "386",
-			QEMU: "qemu-system-i386", Machine: "pc", CPU: "max", KVMCPU: "host",
+			QEMU: "qemu-system-i386", Machine: "pc", KVMCPU: "host",
+			// TCG's "max" CPU says AuthenticAMD, and 32-bit kernels WARN at boot
+			// that such an "AMD" combination is not suitable for SMP.
+			CPU:      "max,vendor=GenuineIntel",
 			MemoryMB: 2048, CPUs: 2, Cmdline: commonCmdline,
 		},
 		"x86_64": {

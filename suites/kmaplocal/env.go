@@ -1,0 +1,213 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/kharness/kharness/suites/sysinfo"
+)
+
+// env is what the suite learns about the guest once: architecture, CPUs,
+// kernel configuration, ZONE_HIGHMEM, and how to reach the driver.
+type env struct {
+	expect
+	arch    string
+	cpus    []int
+	cfg     map[string]string // nil if /proc/config.gz is unreadable
+	cfgErr  error
+	preempt bool // fully preemptible kernel: SPIN sections must get preempted
+	// newDev opens the driver; readStats reads its stats file (fakes in
+	// host tests).
+	newDev    func() (kmtDev, error)
+	readStats func() (map[string]int64, error)
+}
+
+func detectEnv() (*env, error) {
+	e := &env{arch: runtime.GOARCH,
+		newDev:    func() (kmtDev, error) { return openKmt() },
+		readStats: readStats}
+	var err error
+	if e.cpus, err = usableCPUs(); err != nil {
+		return nil, err
+	}
+	e.cfg, _, e.cfgErr = sysinfo.KernelConfig()
+	zones, err := sysinfo.Zones()
+	if err != nil {
+		return nil, fmt.Errorf("zoneinfo: %w", err)
+	}
+	if z, ok := zones["HighMem"]; ok && z.Spanned > 0 {
+		e.high, e.hasHigh = z, true
+	}
+	if e.cfg != nil {
+		e.kmapReal = e.arch == "386" && e.cfg["CONFIG_HIGHMEM"] == "y"
+		e.forceMap = e.cfg["CONFIG_DEBUG_KMAP_LOCAL_FORCE_MAP"] == "y"
+		e.preempt = e.cfg["CONFIG_PREEMPT"] == "y" || e.cfg["CONFIG_PREEMPT_RT"] == "y"
+	} else {
+		e.kmapReal = e.arch == "386" && e.hasHigh
+	}
+	return e, nil
+}
+
+// testSeed derives a per-test seed from the run's, so that tests do not
+// all draw the same numbers yet each is reproducible from the seed printed
+// on failure.
+func testSeed(seed int64, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return seed ^ int64(h.Sum64())
+}
+
+// dev opens the driver for the test goroutine and decides what its
+// absence means: a kernel built without the patch skips the driver tests,
+// one whose config says CONFIG_TEST_KMAP_LOCAL=y but has no debugfs file
+// fails them.
+func (c *tcase) dev() kmtDev {
+	d, err := c.env.newDev()
+	if err == nil {
+		return d
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		v := "unknown"
+		if c.env.cfg != nil {
+			v = c.env.cfg[kmtConfig]
+			if v == "" {
+				v = "not set"
+			}
+		}
+		if v == "y" {
+			c.Fatalf("%s=y but %s is missing (debugfs mounted: %v): the driver did not register", kmtConfig, kmtRunPath,
+				sysinfo.Mounted("/sys/kernel/debug", "debugfs"))
+		}
+		why := ""
+		if c.env.cfgErr != nil {
+			why = fmt.Sprintf(" (%v)", c.env.cfgErr)
+		}
+		c.Skipf("%s missing and %s is %s%s: kernel without the kmap_local_test patch", kmtRunPath, kmtConfig, v, why)
+	}
+	c.Fatalf("open %s: %v", kmtRunPath, err)
+	return nil
+}
+
+// stats reads the driver's counters at the start of a driver test.
+// strict (the first driver test) also fails when errors were counted
+// before the suite ran any request.
+func (c *tcase) stats(strict bool) map[string]int64 {
+	m, err := c.env.readStats()
+	if err != nil {
+		c.Errorf("%s: read %s: %v", c.name, kmtStatsPath, err)
+		return nil
+	}
+	if n, names := statErrors(m); n > 0 {
+		if strict {
+			c.Errorf("%s: %s reports errors before this suite's first request: %s", c.name, kmtStatsPath, strings.Join(names, " "))
+		} else {
+			c.Logf("%s already reports errors from earlier tests: %s", kmtStatsPath, strings.Join(names, " "))
+		}
+	}
+	return m
+}
+
+// checkStats fails the test when the driver's error counters rose during
+// it, and records every counter's change as a metric kmt_<name>.
+func (c *tcase) checkStats(before map[string]int64) {
+	if before == nil {
+		return
+	}
+	after, err := c.env.readStats()
+	if err != nil {
+		c.Errorf("%s: read %s: %v", c.name, kmtStatsPath, err)
+		return
+	}
+	var rose []string
+	for k, v := range after {
+		d := v - before[k]
+		c.Metric("kmt_"+k, float64(d))
+		if (strings.Contains(k, "error") || strings.Contains(k, "mismatch")) && d > 0 {
+			rose = append(rose, fmt.Sprintf("%s %d->%d", k, before[k], v))
+		}
+	}
+	sort.Strings(rose)
+	if len(rose) > 0 {
+		c.Errorf("%s: %s reports errors during this test: %s", c.name, kmtStatsPath, strings.Join(rose, ", "))
+	}
+}
+
+// highmemPages counts the present pages of [addr, addr+n) and how many of
+// them are in ZONE_HIGHMEM.
+func (e *env) highmemPages(addr uintptr, n int) (high, present int, err error) {
+	pfns, err := sysinfo.PFNs(addr, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range pfns {
+		if p == 0 {
+			continue
+		}
+		present++
+		if e.hasHigh && e.high.Contains(p) {
+			high++
+		}
+	}
+	return high, present, nil
+}
+
+// highmem accumulates the non-vacuity evidence of a test that works on
+// user memory: on i386 the pages involved must really be highmem pages,
+// or the kmap_local paths the test means to drive were never taken.
+type highmem struct {
+	high, present int
+	err           error
+}
+
+// sample adds the pages of b that are present now.
+func (h *highmem) sample(e *env, b []byte) {
+	hi, pr, err := e.highmemPages(addrOf(b), len(b))
+	if err != nil {
+		h.err = err
+		return
+	}
+	h.high += hi
+	h.present += pr
+}
+
+// report records highmem_pages and, on i386, fails the test if none of
+// the sampled pages was a highmem page.
+func (h *highmem) report(c *tcase, what string) {
+	c.Metric("highmem_pages", float64(h.high))
+	c.Metric("pages_sampled", float64(h.present))
+	if c.env.arch != "386" {
+		return
+	}
+	switch {
+	case h.err != nil:
+		c.Errorf("%s: non-vacuity: cannot read PFNs of %s: %v", c.name, what, h.err)
+	case !c.env.hasHigh:
+		c.Errorf("%s: non-vacuity: no ZONE_HIGHMEM on this i386 guest (RAM below ~896 MiB or CONFIG_HIGHMEM off): %s never needed a kmap", c.name, what)
+	case h.present == 0:
+		c.Errorf("%s: non-vacuity: pagemap shows no present page of %s (PFNs hidden: not root?)", c.name, what)
+	case h.high == 0:
+		c.Errorf("%s: non-vacuity: none of %d sampled pages of %s is in ZONE_HIGHMEM (pfn %d..%d): the kmap_local paths were not exercised",
+			c.name, h.present, what, c.env.high.StartPFN, c.env.high.StartPFN+c.env.high.Spanned)
+	}
+}
+
+// tmpfsDir returns a directory on tmpfs for the test's files: /tmp in the
+// guest (the agent mounts it), /dev/shm elsewhere, or a fresh mount.
+func (c *tcase) tmpfsDir() string {
+	for _, d := range []string{"/tmp", "/dev/shm"} {
+		if sysinfo.Mounted(d, "tmpfs") {
+			dir, err := os.MkdirTemp(d, "kmt-")
+			if err == nil {
+				return dir
+			}
+		}
+	}
+	c.Skipf("no tmpfs at /tmp or /dev/shm")
+	return ""
+}
