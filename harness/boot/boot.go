@@ -210,9 +210,18 @@ loop:
 			}
 		}
 	}
+	// QEMU is gone; what it wrote may still sit in the socket and pipe
+	// buffers. Read both to EOF (bounded), so the last events before a
+	// crash are not lost.
 	ln.Close()
-	w.closeConn()
-	wg.Wait()
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		w.closeConn()
+		<-drained
+	}
 	res.Duration = time.Since(res.Started)
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) {

@@ -57,6 +57,20 @@ var logTests = []struct {
 		{Bug, "BUG: sleeping function called from invalid context in khtest_sleep_fn", 3, false, "-;BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585", "-; entry_INT80_32+0x10d/0x10d"},
 	}},
 	{"x86_64-clean-boot.log", "", nil},
+	// Captured from real boots of kharness kernels (selftest suite, LKDTM).
+	{"real-i386-lkdtm-warning.log", "WARNING in lkdtm_WARNING", []want{
+		{Warning, "WARNING in lkdtm_WARNING", 168, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},
+	}},
+	{"real-i386-highmem-sysrq-panic.log", "Kernel panic - not syncing: sysrq triggered crash", []want{
+		{Panic, "Kernel panic - not syncing: sysrq triggered crash", 159, true, "] Kernel panic - not syncing: sysrq triggered crash", "] Kernel Offset: disabled"},
+	}},
+	{"real-x86_64-sysrq-panic.log", "Kernel panic - not syncing: sysrq triggered crash", []want{
+		{Panic, "Kernel panic - not syncing: sysrq triggered crash", 156, true, "] Kernel panic - not syncing: sysrq triggered crash", "] Kernel Offset: disabled"},
+	}},
+	{"real-x86_64-lkdtm-exception.log", "BUG: kernel NULL pointer dereference in lkdtm_EXCEPTION", []want{
+		{Oops, "BUG: kernel NULL pointer dereference in lkdtm_EXCEPTION", 154, true, "] BUG: kernel NULL pointer dereference, address: 0000000000000000", "] ---[ end trace 0000000000000000 ]---"},
+		{Panic, "Kernel panic - not syncing: Fatal exception", 197, true, "] Kernel panic - not syncing: Fatal exception", "] Kernel Offset: disabled"},
+	}},
 	// Captured from kharness's first i386 boot under TCG with -cpu max.
 	{"real-i386-tcg-amd-smp-warn.log", "WARNING in init_amd", []want{
 		{Warning, "WARNING in init_amd", 121, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},

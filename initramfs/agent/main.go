@@ -44,12 +44,12 @@ func main() {
 		shell(log)
 		powerOff(log)
 	}
-	ew, closeEv, err := openEvents()
+	ew, drain, closeEv, err := openEvents()
 	if err != nil {
 		fmt.Fprintf(log, "kharness-agent: %v\n", err)
 		powerOff(log)
 	}
-	a := &agent{log: log, ev: ew}
+	a := &agent{log: log, ev: ew, drain: drain}
 	a.run(args)
 	closeEv()
 	powerOff(log)
@@ -76,10 +76,10 @@ func mountAll() error {
 }
 
 // openEvents opens the event port in raw mode: no echo, no \n → \r\n.
-func openEvents() (*event.Writer, func(), error) {
+func openEvents() (w *event.Writer, drain, closeFn func(), err error) {
 	f, err := os.OpenFile(eventPort, os.O_WRONLY|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open event port %s: %w", eventPort, err)
+		return nil, nil, nil, fmt.Errorf("open event port %s: %w", eventPort, err)
 	}
 	if tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
 		tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
@@ -89,15 +89,14 @@ func openEvents() (*event.Writer, func(), error) {
 		tio.Cflag |= unix.CS8
 		unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, tio)
 	}
-	return event.NewWriter(f), func() {
-		unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) // tcdrain: every byte out before power-off
-		f.Close()
-	}, nil
+	drain = func() { unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1) } // tcdrain
+	return event.NewWriter(f), drain, func() { drain(); f.Close() }, nil
 }
 
 type agent struct {
-	log io.Writer
-	ev  *event.Writer
+	log   io.Writer
+	ev    *event.Writer
+	drain func() // waits until the event port has sent everything
 }
 
 func (a *agent) emit(e event.Event) {
@@ -171,19 +170,33 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: err.Error()})
 		return
 	}
+	// The suite waits on ack after each test start until the agent has
+	// noted the kernel log position and the host has the event, so a
+	// test that crashes the kernel at once is still blamed, and its kernel
+	// log lines are its own.
+	ackR, ackW, err := os.Pipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: err.Error()})
+		return
+	}
+	defer ackW.Close()
 	cmd := exec.CommandContext(ctx, "/bin/"+name, argv...)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
-	cmd.ExtraFiles = []*os.File{pw}
-	cmd.Env = append(os.Environ(), suite.EventsFDEnv+"=3", "GOTRACEBACK=all")
+	cmd.ExtraFiles = []*os.File{pw, ackR}
+	cmd.Env = append(os.Environ(), suite.EventsFDEnv+"=3", suite.AckFDEnv+"=4", "GOTRACEBACK=all")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		pr.Close()
+		ackR.Close()
 		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: fmt.Sprintf("start suite %s: %v", name, err)})
 		return
 	}
 	pw.Close()
+	ackR.Close()
 	var running *event.Event
 	var kmsgStart uint64
 	anyFail := false
@@ -199,6 +212,10 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 			kmsgStart = kmsgLastSeq()
 			cur := e
 			running = &cur
+			a.emit(e)
+			a.drain()
+			ackW.Write([]byte{1})
+			continue
 		case event.TestEnd:
 			e.Kmsg = kmsgSince(kmsgStart)
 			if title, ok := splat(e.Kmsg); ok && e.Result != event.Fail {

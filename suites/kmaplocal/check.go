@@ -67,8 +67,8 @@ func checkResult(e expect, r *kmtReq, moved bool) []problem {
 	if r.CPUBefore != r.CPUAfter && (e.kmapReal || !moved) {
 		add(-1, "task changed CPU inside the kmap_local section: cpu_before=%d cpu_after=%d (migrate_disable not holding)", int32(r.CPUBefore), int32(r.CPUAfter))
 	}
-	if r.IdxAfter != 0 {
-		add(-1, "kmap_ctrl.idx is %d after unmapping everything, want 0 (leaked or unbalanced slot)", int32(r.IdxAfter))
+	if r.IdxAfter != 0 || r.IdxAfter != r.IdxBefore {
+		add(-1, "kmap_ctrl.idx is %d after unmapping everything (%d on entry), want 0: leaked or unbalanced slot", int32(r.IdxAfter), int32(r.IdxBefore))
 	}
 	if r.Errors != 0 {
 		add(-1, "driver saw %d pattern mismatches through its mappings", int32(r.Errors))
@@ -240,20 +240,6 @@ func compareCopies(got, ref []byte, poisonGot, poisonRef uint32) []copyMismatch 
 	return out
 }
 
-// unwrittenWords counts the words of b still equal to the poison: a copy
-// into poisoned memory that leaves many of them did not write the whole
-// range. (A single word may match by chance; callers compare with a
-// second run instead of failing on this count alone.)
-func unwrittenWords(b []byte, poison uint32) int {
-	n := 0
-	for off := 0; off+4 <= len(b); off += 4 {
-		if binary.LittleEndian.Uint32(b[off:]) == poison {
-			n++
-		}
-	}
-	return n
-}
-
 // samePages lists the pages on which a and b are identical: runs with
 // different seeds must not produce the same page.
 func samePages(a, b []byte) []int {
@@ -267,16 +253,32 @@ func samePages(a, b []byte) []int {
 	return out
 }
 
-// firstDiff describes where got and want first differ, naming the page.
-func firstDiff(got, want []byte) string {
-	ps := os.Getpagesize()
+// diffIndex returns the index of the first byte where got and want
+// differ, or -1.
+func diffIndex(got, want []byte) int {
 	for i := 0; i < len(got) && i < len(want); i++ {
 		if got[i] != want[i] {
-			return fmt.Sprintf("page %d offset %#x: got %#02x want %#02x", i/ps, i%ps, got[i], want[i])
+			return i
 		}
 	}
 	if len(got) != len(want) {
-		return fmt.Sprintf("length %d, want %d", len(got), len(want))
+		return min(len(got), len(want))
 	}
-	return ""
+	return -1
+}
+
+// firstDiff describes where got and want first differ, for a "page=%s"
+// message: the page number (counting from byte offset base of whatever
+// got is a window of: a file, a buffer), then the offset in the page and
+// the bytes. Empty if they are equal.
+func firstDiff(got, want []byte, base int) string {
+	i := diffIndex(got, want)
+	if i < 0 {
+		return ""
+	}
+	at := base + i
+	if i >= len(got) || i >= len(want) {
+		return fmt.Sprintf("%d (offset %#x: length %d, want %d)", at/pageSize, at%pageSize, len(got), len(want))
+	}
+	return fmt.Sprintf("%d (offset %#x: got %#02x, want %#02x)", at/pageSize, at%pageSize, got[i], want[i])
 }

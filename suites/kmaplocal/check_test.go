@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -228,16 +229,21 @@ func TestSamePagesAndWords(t *testing.T) {
 	if got := samePages(a, b); len(got) != 2 || got[0] != 0 || got[1] != 2 {
 		t.Errorf("samePages = %v, want [0 2]", got)
 	}
-	p := make([]byte, ps)
-	fillWord(p, 0xdeadbeef)
-	if n := unwrittenWords(p, 0xdeadbeef); n != ps/4 {
-		t.Errorf("unwrittenWords = %d, want %d", n, ps/4)
+	i := diffIndex(a, b)
+	if i < ps || i >= 2*ps {
+		t.Errorf("diffIndex = %d, want an index on page 1", i)
 	}
-	if d := firstDiff(a, b); !strings.HasPrefix(d, "1 offset") && !strings.HasPrefix(d, "page 1 ") {
-		t.Errorf("firstDiff = %q, want page 1", d)
+	if d, want := firstDiff(a, b, 0), fmt.Sprintf("1 (offset %#x: got", i-ps); !strings.HasPrefix(d, want) {
+		t.Errorf("firstDiff = %q, want prefix %q", d, want)
 	}
-	if d := firstDiff(a, a); d != "" {
+	if d, want := firstDiff(a, b, 3*ps), fmt.Sprintf("4 (offset %#x:", i-ps); !strings.HasPrefix(d, want) {
+		t.Errorf("firstDiff with base = %q, want prefix %q", d, want)
+	}
+	if d := firstDiff(a, a, 0); d != "" || diffIndex(a, a) != -1 {
 		t.Errorf("firstDiff of equal slices = %q", d)
+	}
+	if d := firstDiff(a[:10], a[:12], 0); !strings.Contains(d, "length 10, want 12") {
+		t.Errorf("firstDiff of a prefix = %q", d)
 	}
 }
 
@@ -338,5 +344,23 @@ func TestForkStamps(t *testing.T) {
 	}
 	if both == 0 || child == 0 || parent == 0 {
 		t.Errorf("page sets do not overlap partially: both %d child-only %d parent-only %d", both, child, parent)
+	}
+}
+
+func TestPoisonBroken(t *testing.T) {
+	b := make([]byte, 64)
+	fillWord(b, 0x11223344)
+	if i := poisonBroken(b, 5, 0x11223344); i != -1 {
+		t.Errorf("intact poison reported broken at %d", i)
+	}
+	b[37] = 0
+	if i := poisonBroken(b, 5, 0x11223344); i != 37 {
+		t.Errorf("poisonBroken = %d, want 37", i)
+	}
+	if i := poisonBroken(b, 38, 0x11223344); i != -1 {
+		t.Errorf("damage before from reported: %d", i)
+	}
+	if roundUp(1) != uintptr(pageSize) || roundUp(uintptr(pageSize)) != uintptr(pageSize) || roundUp(0) != 0 {
+		t.Error("roundUp")
 	}
 }

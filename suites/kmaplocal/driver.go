@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // runReq issues r on dev, with the worker's current request recorded so
@@ -48,6 +51,7 @@ func (c *tcase) openWorkerDev(cpu int) (kmtDev, bool) {
 func driverNest(c *tcase) {
 	c.dev().Close()
 	before := c.stats(true)
+	c.checkBoundaries()
 	sl := newSlots()
 	var k counter
 	var wg sync.WaitGroup
@@ -72,6 +76,9 @@ func driverNest(c *tcase) {
 				for sweep := 0; sweep == 0 || c.Running(); sweep++ {
 					for depth := 1; depth <= kmtMaxDepth; depth++ {
 						for _, flags := range []uint32{0, kmtFlagLowmem} {
+							if depth > c.depthCap(opNest, flags) {
+								continue // checkBoundaries saw ENOSPC there
+							}
 							r := &kmtReq{Op: opNest, Depth: uint32(depth), Flags: flags, Seed: rng.Uint64()}
 							if !c.runReq(dev, id, cpu, r) {
 								continue
@@ -94,9 +101,69 @@ func driverNest(c *tcase) {
 	c.Metric("slots_shared", float64(sl.shared()))
 	c.Metric("kmap_real_expected", b2f(c.env.kmapReal))
 	if k.load("runs") == 0 {
-		c.Errorf("%s: no request completed", c.name)
+		c.errorAll("no request completed")
 	}
 	c.checkStats(before)
+}
+
+// checkBoundaries checks, once, what the driver must refuse — it guards
+// kmap_local_idx_push()'s BUG_ON on a full slot stack and its own out
+// arrays — and that it takes the deepest request of every op.
+func (c *tcase) checkBoundaries() {
+	dev := c.dev()
+	defer dev.Close()
+	buf, err := mmapAnon(kmtMaxDepth * pageSize)
+	if err != nil {
+		c.errorAll("%v", err)
+		return
+	}
+	defer munmap(buf)
+	fillWord(buf, 0x5a5a5a5a) // populated: these copies do not fault
+	ub := uint64(addrOf(buf))
+	for _, tc := range []struct {
+		name string
+		r    kmtReq
+	}{
+		{"depth 0", kmtReq{Op: opNest}},
+		{"depth 17", kmtReq{Op: opNest, Depth: kmtMaxDepth + 1}},
+		{"op 0", kmtReq{Op: 0, Depth: 1}},
+		{"op 7", kmtReq{Op: opIRQ + 1, Depth: 1}},
+		{"unknown flag", kmtReq{Op: opNest, Depth: 1, Flags: 2}},
+		{"__pad0 set", kmtReq{Op: opNest, Depth: 1, Pad0: 1}},
+		{"copy of 0 bytes", kmtReq{Op: opCopyToUser, Depth: 1, UserBuf: ub}},
+		{"copy past depth pages", kmtReq{Op: opCopyFromUser, Depth: 2, UserBuf: ub, UserLen: uint64(2*pageSize + 1)}},
+		{"sleep over 10 s", kmtReq{Op: opSleep, Depth: 1, SleepUS: 10_000_001}},
+	} {
+		r := tc.r
+		r.Seed = uint64(c.seed)
+		if err := dev.Run(&r); !errors.Is(err, unix.EINVAL) {
+			c.errorAll("bad request (%s) answered with %v, want EINVAL", tc.name, err)
+		}
+	}
+	rng := newRand(c.seed, 1<<40)
+	for _, op := range allOps {
+		lim := c.depthCap(op, 0)
+		r := boundaryReq(op, lim, ub, rng.Uint64())
+		if c.runReq(dev, -1, getcpu(), r) {
+			c.checkReq(r, unix.Gettid(), nil, false)
+		}
+		if lim < kmtMaxDepth {
+			r := boundaryReq(op, lim+1, ub, rng.Uint64())
+			if err := dev.Run(r); !errors.Is(err, unix.ENOSPC) {
+				c.errorAll("%s at depth %d, one more than max_depth_%s: %v, want ENOSPC", opName(op), lim+1, statOpNames[op], err)
+			}
+		}
+		c.Metric("max_depth_"+statOpNames[op], float64(lim))
+	}
+}
+
+// boundaryReq is a short request of op at depth.
+func boundaryReq(op uint32, depth int, ub, seed uint64) *kmtReq {
+	r := &kmtReq{Op: op, Depth: uint32(depth), Seed: seed, SleepUS: 100, SpinUS: 300}
+	if op == opCopyToUser || op == opCopyFromUser {
+		r.UserBuf, r.UserLen = ub, uint64(depth*pageSize)
+	}
+	return r
 }
 
 func b2f(b bool) float64 {
@@ -109,14 +176,17 @@ func b2f(b bool) float64 {
 // churnReq returns a random NEST or COPY_FROM_USER request (COPY_FROM_USER
 // copies buf, which the caller fills) for churn threads: short sections
 // that reuse the fixmap slots of whoever sleeps on the same CPU.
-func churnReq(rng *rand.Rand, buf []byte) *kmtReq {
-	depth := 1 + rng.IntN(kmtMaxDepth)
-	r := &kmtReq{Op: opNest, Depth: uint32(depth), Seed: rng.Uint64()}
+func (c *tcase) churnReq(rng *rand.Rand, buf []byte) *kmtReq {
+	r := &kmtReq{Op: opNest, Seed: rng.Uint64()}
 	if rng.IntN(4) == 0 {
 		r.Flags = kmtFlagLowmem
 	}
 	if rng.IntN(2) == 0 {
 		r.Op = opCopyFromUser
+	}
+	depth := c.randDepth(rng, r.Op, r.Flags)
+	r.Depth = uint32(depth)
+	if r.Op == opCopyFromUser {
 		r.UserBuf = uint64(addrOf(buf))
 		r.UserLen = uint64(depth * pageSize)
 	}
@@ -138,7 +208,7 @@ func (c *tcase) churn(id, cpu int, stop <-chan struct{}, sl *slots, k *counter) 
 	defer dev.Close()
 	buf, err := mmapAnon(kmtMaxDepth * pageSize)
 	if err != nil {
-		c.fail("%s: churn cpu=%d: %v", c.name, cpu, err)
+		c.fail("%s: churn cpu=%d depth=- page=-: %v", c.name, cpu, err)
 		return
 	}
 	defer munmap(buf)
@@ -152,7 +222,7 @@ func (c *tcase) churn(id, cpu int, stop <-chan struct{}, sl *slots, k *counter) 
 		}
 		fillRandom(rng, buf[:pageSize]) // vary the data a little each time
 		copy(want, buf)
-		r := churnReq(rng, buf)
+		r := c.churnReq(rng, buf)
 		if !c.runReq(dev, id, cpu, r) {
 			continue
 		}
@@ -161,7 +231,7 @@ func (c *tcase) churn(id, cpu int, stop <-chan struct{}, sl *slots, k *counter) 
 		k.add("sleeps_in_section", int64(r.Nvcsw))
 		k.add("preemptions_in_section", int64(r.Nivcsw))
 		if r.Op == opCopyFromUser && !bytes.Equal(buf, want) {
-			c.fail("%s: churn cpu=%d depth=%d page=%s: COPY_FROM_USER changed the user buffer [%s]", c.name, cpu, r.Depth, firstDiff(buf, want), r)
+			c.fail("%s: churn cpu=%d depth=%d page=%s: COPY_FROM_USER changed the user buffer [%s]", c.name, cpu, r.Depth, firstDiff(buf, want, 0), r)
 		}
 	}
 }
@@ -218,7 +288,7 @@ func driverSleepPreempt(c *tcase) {
 				defer dev.Close()
 				rng := newRand(c.seed, uint64(id))
 				for n := 0; n < 2 || c.Running(); n++ {
-					r := &kmtReq{Depth: uint32(1 + rng.IntN(kmtMaxDepth)), Seed: rng.Uint64()}
+					r := &kmtReq{Seed: rng.Uint64()}
 					if rng.IntN(8) == 0 {
 						r.Flags = kmtFlagLowmem
 					}
@@ -230,6 +300,7 @@ func driverSleepPreempt(c *tcase) {
 							r.SpinUS = uint32(4000 + rng.IntN(8000)) // longer than a tick
 						}
 					}
+					r.Depth = uint32(c.randDepth(rng, r.Op, r.Flags))
 					if !c.runReq(dev, id, cpu, r) {
 						continue
 					}
@@ -259,22 +330,31 @@ func driverSleepPreempt(c *tcase) {
 	c.Metric("slots_shared", float64(shared))
 	// Non-vacuity: sections must really have been switched out.
 	if k.load("sleep_ops") > 0 && k.load("sleep_op_switches") == 0 {
-		c.Errorf("%s: %d SLEEP requests and not one context switch inside a section (nvcsw=0): the sleep did not happen with the maps live", c.name, k.load("sleep_ops"))
+		c.errorAll("%d SLEEP requests and not one context switch inside a section (nvcsw=0): the sleep did not happen with the maps live", k.load("sleep_ops"))
 	}
 	if c.env.preempt && k.load("spin_ops") >= 20 && k.load("spin_op_preemptions") == 0 {
-		c.Errorf("%s: %d SPIN requests (%d us) on a CONFIG_PREEMPT kernel with runnable churn threads on the same CPUs, and no preemption inside a section (nivcsw=0)",
-			c.name, k.load("spin_ops"), k.load("spin_us"))
+		c.errorAll("%d SPIN requests (%d us) on a CONFIG_PREEMPT kernel with runnable churn threads on the same CPUs, and no preemption inside a section (nivcsw=0)",
+			k.load("spin_ops"), k.load("spin_us"))
 	}
 	if c.env.kmapReal && shared == 0 {
-		c.Errorf("%s: no fixmap slot was used by two threads: the slot-reuse case was not exercised", c.name)
+		c.errorAll("no fixmap slot was used by two threads: the slot-reuse case was not exercised")
 	}
 	c.checkStats(before)
 }
 
 // irqDepths are the depths at which IRQ requests hold their maps: the
-// shallow ones, and the deepest, where the irq's own map needs the last
-// free slots.
-var irqDepths = []uint32{1, 2, 3, 4, 8, 12, 15, 16}
+// shallow ones, and the deepest the driver takes (it keeps one slot for
+// the callback's own map), where the irq lands on an almost full stack.
+func irqDepths(lim int) []uint32 {
+	var out []uint32
+	for d := 1; d <= lim; d++ {
+		switch d {
+		case 1, 2, 3, 4, 8, 12, lim - 1, lim:
+			out = append(out, uint32(d))
+		}
+	}
+	return out
+}
 
 // driverIRQ holds nested maps while hrtimer callbacks map and verify a
 // page in hard-irq context on the same CPU (the irq's kmap_local uses the
@@ -304,9 +384,11 @@ func driverIRQ(c *tcase) {
 				}
 				defer dev.Close()
 				rng := newRand(c.seed, uint64(id))
-				for n := 0; n < len(irqDepths) || c.Running(); n++ {
-					r := &kmtReq{Op: opIRQ, Depth: irqDepths[n%len(irqDepths)], Seed: rng.Uint64(),
-						SpinUS: uint32(200 + rng.IntN(3000)), SleepUS: uint32(200 + rng.IntN(1000))}
+				depths := irqDepths(c.depthCap(opIRQ, 0))
+				for n := 0; n < len(depths) || c.Running(); n++ {
+					// spin_us/100 callbacks, one per 100 us, on this CPU.
+					r := &kmtReq{Op: opIRQ, Depth: depths[n%len(depths)], Seed: rng.Uint64(),
+						SpinUS: uint32(200 + rng.IntN(3000))}
 					if rng.IntN(8) == 0 {
 						r.Flags = kmtFlagLowmem
 					}
@@ -326,7 +408,7 @@ func driverIRQ(c *tcase) {
 	stopChurn()
 	k.report(c)
 	if k.load("irq_ops") > 0 && k.load("irq_checks") == 0 {
-		c.Errorf("%s: %d IRQ requests and no hard-irq check ran", c.name, k.load("irq_ops"))
+		c.errorAll("%d IRQ requests and no hard-irq check ran", k.load("irq_ops"))
 	}
 	c.checkStats(before)
 }

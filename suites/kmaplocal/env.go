@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sort"
@@ -99,18 +100,39 @@ func (c *tcase) dev() kmtDev {
 // before the suite ran any request.
 func (c *tcase) stats(strict bool) map[string]int64 {
 	m, err := c.env.readStats()
+	c.maxDepth = depthLimits(m)
 	if err != nil {
-		c.Errorf("%s: read %s: %v", c.name, kmtStatsPath, err)
+		c.errorAll("read %s: %v", kmtStatsPath, err)
 		return nil
+	}
+	if v, ok := m["force_map"]; ok {
+		c.env.forceMap = v == 1 // the driver knows best
 	}
 	if n, names := statErrors(m); n > 0 {
 		if strict {
-			c.Errorf("%s: %s reports errors before this suite's first request: %s", c.name, kmtStatsPath, strings.Join(names, " "))
+			c.errorAll("%s reports errors before this suite's first request: %s", kmtStatsPath, strings.Join(names, " "))
 		} else {
 			c.Logf("%s already reports errors from earlier tests: %s", kmtStatsPath, strings.Join(names, " "))
 		}
 	}
 	return m
+}
+
+// depthCap is the deepest request the driver accepts for op with flags
+// (see depthLimits); lowmem pages that are not fixmapped take no slot.
+func (c *tcase) depthCap(op, flags uint32) int {
+	if flags&kmtFlagLowmem != 0 && !(c.env.kmapReal && c.env.forceMap) {
+		return kmtMaxDepth
+	}
+	if d, ok := c.maxDepth[op]; ok {
+		return max(d, 1)
+	}
+	return kmtMaxDepth
+}
+
+// randDepth picks a depth the driver accepts for op with flags.
+func (c *tcase) randDepth(rng *rand.Rand, op, flags uint32) int {
+	return 1 + rng.IntN(c.depthCap(op, flags))
 }
 
 // checkStats fails the test when the driver's error counters rose during
@@ -121,20 +143,23 @@ func (c *tcase) checkStats(before map[string]int64) {
 	}
 	after, err := c.env.readStats()
 	if err != nil {
-		c.Errorf("%s: read %s: %v", c.name, kmtStatsPath, err)
+		c.errorAll("read %s: %v", kmtStatsPath, err)
 		return
 	}
 	var rose []string
 	for k, v := range after {
+		if !isCounterStat(k) {
+			continue
+		}
 		d := v - before[k]
 		c.Metric("kmt_"+k, float64(d))
-		if (strings.Contains(k, "error") || strings.Contains(k, "mismatch")) && d > 0 {
+		if isErrorStat(k) && d > 0 {
 			rose = append(rose, fmt.Sprintf("%s %d->%d", k, before[k], v))
 		}
 	}
 	sort.Strings(rose)
 	if len(rose) > 0 {
-		c.Errorf("%s: %s reports errors during this test: %s", c.name, kmtStatsPath, strings.Join(rose, ", "))
+		c.errorAll("%s reports errors during this test: %s", kmtStatsPath, strings.Join(rose, ", "))
 	}
 }
 
@@ -186,14 +211,14 @@ func (h *highmem) report(c *tcase, what string) {
 	}
 	switch {
 	case h.err != nil:
-		c.Errorf("%s: non-vacuity: cannot read PFNs of %s: %v", c.name, what, h.err)
+		c.errorAll("non-vacuity: cannot read PFNs of %s: %v", what, h.err)
 	case !c.env.hasHigh:
-		c.Errorf("%s: non-vacuity: no ZONE_HIGHMEM on this i386 guest (RAM below ~896 MiB or CONFIG_HIGHMEM off): %s never needed a kmap", c.name, what)
+		c.errorAll("non-vacuity: no ZONE_HIGHMEM on this i386 guest (RAM below ~896 MiB or CONFIG_HIGHMEM off): %s never needed a kmap", what)
 	case h.present == 0:
-		c.Errorf("%s: non-vacuity: pagemap shows no present page of %s (PFNs hidden: not root?)", c.name, what)
+		c.errorAll("non-vacuity: pagemap shows no present page of %s (PFNs hidden: not root?)", what)
 	case h.high == 0:
-		c.Errorf("%s: non-vacuity: none of %d sampled pages of %s is in ZONE_HIGHMEM (pfn %d..%d): the kmap_local paths were not exercised",
-			c.name, h.present, what, c.env.high.StartPFN, c.env.high.StartPFN+c.env.high.Spanned)
+		c.errorAll("non-vacuity: none of %d sampled pages of %s is in ZONE_HIGHMEM (pfn %d..%d): the kmap_local paths were not exercised",
+			h.present, what, c.env.high.StartPFN, c.env.high.StartPFN+c.env.high.Spanned)
 	}
 }
 

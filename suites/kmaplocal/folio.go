@@ -122,7 +122,7 @@ func (c *tcase) folioWorker(id, cpu, size, pmd int, k *counter, hm *lockedHighme
 	path := filepath.Join(hugeMount, fmt.Sprintf("f%d", id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		c.fail("%s: cpu=%d: %v", c.name, cpu, err)
+		c.fail("%s: cpu=%d depth=1 page=-: %v", c.name, cpu, err)
 		return
 	}
 	defer f.Close()
@@ -167,7 +167,7 @@ func (c *tcase) folioWorker(id, cpu, size, pmd int, k *counter, hm *lockedHighme
 				continue
 			}
 			if !bytes.Equal(buf[:n], model[off:off+n]) {
-				d := firstDiffAt(buf[:n], model[off:off+n], off)
+				d := off + max(diffIndex(buf[:n], model[off:off+n]), 0)
 				c.fail("%s: cpu=%d depth=1 page=%d: %s [%d,+%d) returned wrong data at file offset %d (folio %d, subpage %d)",
 					c.name, cpu, d/pageSize, how, off, n, d, d/pmd, (d%pmd)/pageSize)
 			}
@@ -178,7 +178,7 @@ func (c *tcase) folioWorker(id, cpu, size, pmd int, k *counter, hm *lockedHighme
 		}
 	}
 	if err := preadFull(fd, buf, 0); err != nil || !bytes.Equal(buf, model) {
-		d := firstDiffAt(buf, model, 0)
+		d := max(diffIndex(buf, model), 0)
 		c.fail("%s: cpu=%d depth=1 page=%d: final full read differs from the model at offset %d (err %v)", c.name, cpu, d/pageSize, d, err)
 	}
 }
@@ -235,14 +235,4 @@ func preadvFull(fd int, iovs [][]byte, off int64) (int, error) {
 		}
 		iovs = rest
 	}
-}
-
-// firstDiffAt returns the file offset of the first differing byte.
-func firstDiffAt(got, want []byte, base int) int {
-	for i := 0; i < len(got) && i < len(want); i++ {
-		if got[i] != want[i] {
-			return base + i
-		}
-	}
-	return base + min(len(got), len(want))
 }

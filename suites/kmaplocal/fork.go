@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -431,7 +432,11 @@ func forkCOWHighmem(c *tcase) {
 					err := w.round(r)
 					c.inflight.end(id)
 					if err != nil {
-						c.fail("%s: cpu=%d depth=2 (copy_user_highpage) worker %d: %v", c.name, cpu, id, err)
+						page := ""
+						if !strings.Contains(err.Error(), "page=") {
+							page = " page=-"
+						}
+						c.fail("%s: cpu=%d depth=2 (copy_user_highpage)%s worker %d: %v", c.name, cpu, page, id, err)
 						if w.rounds == 0 {
 							return
 						}
@@ -448,7 +453,7 @@ func forkCOWHighmem(c *tcase) {
 	k.report(c)
 	c.Metric("region_mb", float64(size>>20))
 	if k.load("forks") == 0 {
-		c.Errorf("%s: no fork round completed", c.name)
+		c.errorAll("no fork round completed")
 	}
 	hm.report(c, "the forked regions")
 }

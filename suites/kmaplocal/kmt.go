@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -44,6 +44,9 @@ const kmtFlagLowmem = 1
 var opNames = map[uint32]string{opNest: "NEST", opSleep: "SLEEP", opSpin: "SPIN",
 	opCopyToUser: "COPY_TO_USER", opCopyFromUser: "COPY_FROM_USER", opIRQ: "IRQ"}
 
+// allOps lists the ops in ABI order.
+var allOps = []uint32{opNest, opSleep, opSpin, opCopyToUser, opCopyFromUser, opIRQ}
+
 func opName(op uint32) string {
 	if n, ok := opNames[op]; ok {
 		return n
@@ -72,7 +75,7 @@ const kmtIocRun = 3<<30 | uintptr(unsafe.Sizeof(kmtReq{}))<<16 | 'k'<<8 | 1
 // pass on a previous run's values.
 func (r *kmtReq) reset() {
 	in := *r
-	*r = kmtReq{Op: in.Op, Depth: in.Depth, Flags: in.Flags, SleepUS: in.SleepUS, SpinUS: in.SpinUS,
+	*r = kmtReq{Op: in.Op, Depth: in.Depth, Flags: in.Flags, SleepUS: in.SleepUS, SpinUS: in.SpinUS, Pad0: in.Pad0,
 		UserBuf: in.UserBuf, UserLen: in.UserLen, Seed: in.Seed}
 	// Poison the out fields a correct driver must overwrite.
 	r.CPUBefore, r.CPUAfter = ^uint32(0), ^uint32(1)
@@ -136,9 +139,6 @@ func (k *kmtFile) Run(r *kmtReq) error {
 
 func (k *kmtFile) Close() error { return k.f.Close() }
 
-// errNoDriver explains a missing driver file.
-var errNoDriver = errors.New("no kmap_local_test driver")
-
 // parseStats reads the driver's stats file. Its format is the driver's
 // choice, so this accepts the usual debugfs shapes — "key: value",
 // "key value", "key=value" (several per line allowed) — and keeps the
@@ -187,20 +187,60 @@ func addStat(m map[string]int64, k, v string) {
 	}
 }
 
-// statErrors sums every counter whose name says it counts errors
-// ("errors", "irq_errors", "pattern_errors", ...).
+// isErrorStat says whether a stats counter counts something that must
+// never happen: pattern mismatches in task or irq context ("errors",
+// "irq_errors"), a CPU change inside a fixmap section ("cpu_changed") and
+// an unbalanced kmap_ctrl.idx ("idx_leaked"). "rejected" and "failed"
+// are not: the suite provokes rejections on purpose and reports failed
+// requests itself.
+func isErrorStat(k string) bool {
+	return strings.Contains(k, "error") || strings.Contains(k, "mismatch") || k == "cpu_changed" || k == "idx_leaked"
+}
+
+// isCounterStat tells the counters from the configuration lines of the
+// stats file (highmem, debug_kmap_local, force_map, max_depth_<op>).
+func isCounterStat(k string) bool {
+	switch k {
+	case "highmem", "debug_kmap_local", "force_map":
+		return false
+	}
+	return !strings.HasPrefix(k, "max_depth_")
+}
+
+// statErrors sums the error counters of a stats reading.
 func statErrors(m map[string]int64) (int64, []string) {
 	var sum int64
 	var names []string
 	for k, v := range m {
-		if strings.Contains(k, "error") || strings.Contains(k, "mismatch") {
+		if isErrorStat(k) {
 			sum += v
 			if v != 0 {
 				names = append(names, fmt.Sprintf("%s=%d", k, v))
 			}
 		}
 	}
+	sort.Strings(names)
 	return sum, names
+}
+
+// statOpNames are the op names of the stats file's max_depth_<op> lines.
+var statOpNames = map[uint32]string{opNest: "nest", opSleep: "sleep", opSpin: "spin",
+	opCopyToUser: "copy_to_user", opCopyFromUser: "copy_from_user", opIRQ: "irq"}
+
+// depthLimits reads the largest depth the driver accepts per op (with
+// flags 0) from its stats: on i386 HIGHMEM the task's kmap_local stack
+// holds 16 maps (15 without DEBUG_KMAP_LOCAL), and the IRQ and copy ops
+// keep 1 and 3 of them for the irq callback and the page fault path;
+// deeper requests get ENOSPC. Missing lines mean no limit below 16.
+func depthLimits(m map[string]int64) map[uint32]int {
+	lim := map[uint32]int{}
+	for _, op := range allOps {
+		lim[op] = kmtMaxDepth
+		if v, ok := m["max_depth_"+statOpNames[op]]; ok && v >= 0 && v < kmtMaxDepth {
+			lim[op] = int(v)
+		}
+	}
+	return lim
 }
 
 func readStats() (map[string]int64, error) {

@@ -72,6 +72,8 @@ func TestParseStats(t *testing.T) {
 		{"key=value", "runs=7 errors=1 max_depth=16\nirq_checks=0x10\n", map[string]int64{"runs": 7, "errors": 1, "max_depth": 16, "irq_checks": 16}},
 		{"junk", "# comment\n\nkmap_local_test v1\nErrors: 2 (pattern)\nname: test\n", map[string]int64{"errors": 2}},
 		{"empty", "", map[string]int64{}},
+		{"driver", "runs 10\nrejected 2\nerrors 0\ncpu_changed 0\nhighmem 1\nmax_depth_irq 15\nmax_depth_copy_to_user 13\n",
+			map[string]int64{"runs": 10, "rejected": 2, "errors": 0, "cpu_changed": 0, "highmem": 1, "max_depth_irq": 15, "max_depth_copy_to_user": 13}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := parseStats(tc.text); !reflect.DeepEqual(got, tc.want) {
@@ -89,6 +91,7 @@ func TestStatErrors(t *testing.T) {
 		{map[string]int64{"runs": 5, "errors": 0}, 0},
 		{map[string]int64{"runs": 5, "errors": 2, "irq_errors": 1}, 3},
 		{map[string]int64{"pattern_mismatches": 4}, 4},
+		{map[string]int64{"cpu_changed": 1, "idx_leaked": 2, "rejected": 9, "failed": 3}, 3},
 		{map[string]int64{}, 0},
 	} {
 		if got, _ := statErrors(tc.m); got != tc.want {
@@ -104,5 +107,59 @@ func TestOpNames(t *testing.T) {
 	}
 	if opName(42) != "op42" {
 		t.Errorf("opName(42) = %q", opName(42))
+	}
+}
+
+func TestDepthLimits(t *testing.T) {
+	lim := depthLimits(parseStats("max_depth_nest 16\nmax_depth_irq 15\nmax_depth_copy_to_user 13\nmax_depth_copy_from_user 13\n"))
+	want := map[uint32]int{opNest: 16, opSleep: 16, opSpin: 16, opCopyToUser: 13, opCopyFromUser: 13, opIRQ: 15}
+	if !reflect.DeepEqual(lim, want) {
+		t.Errorf("depthLimits = %v, want %v", lim, want)
+	}
+	if lim := depthLimits(nil); lim[opIRQ] != kmtMaxDepth {
+		t.Errorf("no stats: limit %d, want %d", lim[opIRQ], kmtMaxDepth)
+	}
+	c := &tcase{env: &env{expect: expect{kmapReal: true}}, maxDepth: want}
+	for _, tc := range []struct {
+		op, flags uint32
+		forceMap  bool
+		want      int
+	}{
+		{opCopyToUser, 0, false, 13},
+		{opCopyToUser, kmtFlagLowmem, false, 16}, // direct map: no slots
+		{opCopyToUser, kmtFlagLowmem, true, 13},
+		{opIRQ, 0, false, 15},
+	} {
+		c.env.forceMap = tc.forceMap
+		if got := c.depthCap(tc.op, tc.flags); got != tc.want {
+			t.Errorf("depthCap(%s, %#x, force_map=%v) = %d, want %d", opName(tc.op), tc.flags, tc.forceMap, got, tc.want)
+		}
+	}
+	for _, k := range []string{"errors", "irq_errors", "cpu_changed", "idx_leaked"} {
+		if !isErrorStat(k) {
+			t.Errorf("%s is not treated as an error counter", k)
+		}
+	}
+	for _, k := range []string{"runs", "rejected", "failed", "max_depth_irq", "nvcsw"} {
+		if isErrorStat(k) {
+			t.Errorf("%s is treated as an error counter", k)
+		}
+	}
+	if isCounterStat("force_map") || isCounterStat("max_depth_nest") || !isCounterStat("runs") {
+		t.Error("isCounterStat confuses configuration lines and counters")
+	}
+}
+
+func TestIRQDepths(t *testing.T) {
+	for lim, want := range map[int][]uint32{
+		16: {1, 2, 3, 4, 8, 12, 15, 16},
+		15: {1, 2, 3, 4, 8, 12, 14, 15},
+		12: {1, 2, 3, 4, 8, 11, 12},
+		2:  {1, 2},
+		1:  {1},
+	} {
+		if got := irqDepths(lim); !reflect.DeepEqual(got, want) {
+			t.Errorf("irqDepths(%d) = %v, want %v", lim, got, want)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,10 +102,10 @@ func driverUffdFault(c *tcase) {
 	c.Metric("affinity_wait_max_us", float64(maxWait.Load()))
 	c.Metric("slots_shared", float64(sl.shared()))
 	if k.load("requests") > 0 && k.load("faults_in_section") == 0 {
-		c.Errorf("%s: %d COPY requests on userfaultfd memory and not one fault: the copies never slept inside the section", c.name, k.load("requests"))
+		c.errorAll("%d COPY requests on userfaultfd memory and not one fault: the copies never slept inside the section", k.load("requests"))
 	}
 	if k.load("faults_in_section") > 10 && k.load("fault_op_switches") == 0 {
-		c.Errorf("%s: %d faults in sections but no voluntary switch counted inside any (nvcsw=0)", c.name, k.load("faults_in_section"))
+		c.errorAll("%d faults in sections but no voluntary switch counted inside any (nvcsw=0)", k.load("faults_in_section"))
 	}
 	hm.report(c, "the userfaultfd buffers the driver copied to/from")
 	c.checkStats(before)
@@ -172,7 +171,7 @@ func (w *faultWorker) run(maxWait *atomic.Int64) {
 		if n%2 == 1 {
 			op = opCopyFromUser
 		}
-		depth := 1 + rng.IntN(kmtMaxDepth)
+		depth := c.randDepth(rng, op, 0)
 		if !w.one(rng, tid, n, op, depth, maxWait) {
 			return // the thread's state is unknown; stop this worker
 		}
@@ -184,14 +183,21 @@ func (w *faultWorker) run(maxWait *atomic.Int64) {
 func (w *faultWorker) one(rng *rand.Rand, tid, n int, op uint32, depth int, maxWait *atomic.Int64) bool {
 	c := w.c
 	size := depth * pageSize
+	ulen := size // user_len: whole pages, or now and then ending mid-page
+	if rng.IntN(4) == 0 {
+		ulen = 1 + rng.IntN(size)
+	}
 	seed := rng.Uint64()
 	pBuf, pRef := poisonPair(rng)
 	if op == opCopyToUser {
 		// The reference: the same request into plain, populated memory.
 		fillWord(w.ref[:size], pRef)
-		ref := &kmtReq{Op: opCopyToUser, Depth: uint32(depth), Seed: seed, UserBuf: uint64(addrOf(w.ref)), UserLen: uint64(size)}
+		ref := &kmtReq{Op: opCopyToUser, Depth: uint32(depth), Seed: seed, UserBuf: uint64(addrOf(w.ref)), UserLen: uint64(ulen)}
 		if !c.runReq(w.dev, w.id, w.a, ref) || !c.checkReq(ref, tid, w.sl, false) {
 			return true
+		}
+		if i := poisonBroken(w.ref[:size], ulen, pRef); i >= 0 {
+			c.fail("%s", describe(c.name, ref, problem{i / pageSize, fmt.Sprintf("COPY_TO_USER of %d bytes wrote at offset %d", ulen, i)}))
 		}
 		if n%4 == 0 {
 			w.otherSeed(ref, pRef, tid)
@@ -204,7 +210,7 @@ func (w *faultWorker) one(rng *rand.Rand, tid, n int, op uint32, depth int, maxW
 		c.fail("%s: cpu=%d depth=%d page=-: %v", c.name, w.a, depth, err)
 		return false
 	}
-	r := &kmtReq{Op: op, Depth: uint32(depth), Seed: seed, UserBuf: uint64(addrOf(w.buf)), UserLen: uint64(size)}
+	r := &kmtReq{Op: op, Depth: uint32(depth), Seed: seed, UserBuf: uint64(addrOf(w.buf)), UserLen: uint64(ulen)}
 	it := &faultIter{r: r, tid: tid, moveDone: make(chan struct{})}
 	w.cur.Store(it)
 	ran := c.runReq(w.dev, w.id, w.a, r)
@@ -243,15 +249,15 @@ func (w *faultWorker) one(rng *rand.Rand, tid, n int, op uint32, depth int, maxW
 			w.k.add("migrated_in_section", 1)
 		}
 		c.checkReq(r, tid, w.sl, moved)
-		w.checkData(r, size, pBuf, pRef)
-		w.hm.sample(c.env, w.buf[:size])
+		w.checkData(r, ulen, pBuf, pRef)
+		w.hm.sample(c.env, w.buf[:ulen])
 	}
 	if moved {
 		if cpu := getcpu(); cpu != w.b {
 			c.fail("%s: cpu=%d depth=%d page=-: after its section the thread runs on cpu %d although its affinity was set to {%d}", c.name, w.a, depth, cpu, w.b)
 		}
 		if err := setAffinity(0, w.a); err != nil || getcpu() != w.a {
-			c.fail("%s: cpu=%d: moving back home: %v (on cpu %d)", c.name, w.a, err, getcpu())
+			c.fail("%s: cpu=%d depth=- page=-: moving back home: %v (on cpu %d)", c.name, w.a, err, getcpu())
 			return false
 		}
 	}
@@ -276,7 +282,8 @@ func (w *faultWorker) otherSeed(ref *kmtReq, poison uint32, tid int) {
 	}
 }
 
-// checkData compares what the request left in the registered buffer.
+// checkData compares the size bytes the request copied to or from the
+// registered buffer.
 func (w *faultWorker) checkData(r *kmtReq, size int, pBuf, pRef uint32) {
 	c := w.c
 	switch r.Op {
@@ -285,8 +292,8 @@ func (w *faultWorker) checkData(r *kmtReq, size int, pBuf, pRef uint32) {
 			c.fail("%s", describe(c.name, r, problem{m.Page, "COPY_TO_USER into faulting memory: " + m.String()}))
 		}
 	case opCopyFromUser:
-		if !bytes.Equal(w.buf[:size], w.src[:size]) {
-			c.fail("%s", describe(c.name, r, problem{-1, "user buffer after COPY_FROM_USER is not what UFFDIO_COPY placed: " + firstDiff(w.buf[:size], w.src[:size])}))
+		if i := diffIndex(w.buf[:size], w.src[:size]); i >= 0 {
+			c.fail("%s", describe(c.name, r, problem{i / pageSize, "user buffer after COPY_FROM_USER is not what UFFDIO_COPY placed there: " + firstDiff(w.buf[:size], w.src[:size], 0)}))
 		}
 	}
 }
@@ -296,7 +303,6 @@ func (w *faultWorker) checkData(r *kmtReq, size int, pBuf, pRef uint32) {
 // CPU meanwhile), then resolve one page or the rest of the request's
 // range, sometimes with DONTWAKE plus a separate WAKE.
 func (w *faultWorker) handle(_ context.Context, m uffd.Msg) error {
-	c := w.c
 	base := addrOf(w.buf)
 	page := uintptr(m.Address) &^ uintptr(pageSize-1)
 	if m.Event != uffd.EventPagefault {
@@ -310,14 +316,15 @@ func (w *faultWorker) handle(_ context.Context, m uffd.Msg) error {
 	r := it.r
 	it.faults.Add(1)
 	pg := int(page-base) / pageSize
-	if page < base || page >= base+uintptr(r.UserLen) {
-		c.fail("%s", describe(c.name, r, problem{pg, fmt.Sprintf("fault at %#x outside the user range [%#x, +%#x)", m.Address, base, r.UserLen)}))
+	end := base + roundUp(uintptr(r.UserLen))
+	if page < base || page >= end {
+		w.failFault(r, pg, fmt.Sprintf("fault at %#x outside the user range [%#x, +%#x)", m.Address, base, r.UserLen))
 	}
 	if w.u.Has(uffd.FeatureThreadID) && int(m.PTID) != it.tid {
-		c.fail("%s", describe(c.name, r, problem{pg, fmt.Sprintf("fault reported for thread %d, the driver thread is %d", m.PTID, it.tid)}))
+		w.failFault(r, pg, fmt.Sprintf("fault reported for thread %d, the driver thread is %d", m.PTID, it.tid))
 	}
 	if write := m.Flags&uffd.PagefaultFlagWrite != 0; write != (r.Op == opCopyToUser) {
-		c.fail("%s", describe(c.name, r, problem{pg, fmt.Sprintf("%v during %s", m, opName(r.Op))}))
+		w.failFault(r, pg, fmt.Sprintf("%v during %s", m, opName(r.Op)))
 	}
 	if w.b >= 0 && it.moveStarted.CompareAndSwap(false, true) {
 		go func() {
@@ -329,7 +336,7 @@ func (w *faultWorker) handle(_ context.Context, m uffd.Msg) error {
 	}
 	time.Sleep(time.Duration(200+w.hrng.IntN(3000)) * time.Microsecond)
 	length := uintptr(pageSize)
-	if end := base + uintptr(r.UserLen); w.hrng.IntN(2) == 0 && end > page {
+	if w.hrng.IntN(2) == 0 && end > page {
 		length = end - page
 	}
 	var mode uint64
@@ -350,6 +357,12 @@ func (w *faultWorker) handle(_ context.Context, m uffd.Msg) error {
 		w.k.add("resolved_copy", 1)
 	}
 	return nil
+}
+
+// failFault reports a problem seen while r is still inside the driver
+// (its out fields are not written yet, so the CPU is the worker's home).
+func (w *faultWorker) failFault(r *kmtReq, page int, msg string) {
+	w.c.fail("%s: cpu=%d depth=%d page=%d: %s [%s]", w.c.name, w.a, r.Depth, page, msg, r)
 }
 
 // resolve fills [page, page+length) with the zero page or from src[0],
@@ -388,4 +401,21 @@ func (w *faultWorker) resolve(page, length uintptr, zero bool, mode uint64, src 
 		}
 	}
 	return err
+}
+
+// roundUp rounds n up to whole pages.
+func roundUp(n uintptr) uintptr {
+	return (n + uintptr(pageSize) - 1) &^ (uintptr(pageSize) - 1)
+}
+
+// poisonBroken returns the first offset at or after from where b no
+// longer holds the poison word w it was filled with, or -1: a copy of
+// from bytes must not write past them.
+func poisonBroken(b []byte, from int, w uint32) int {
+	for i := from; i < len(b); i++ {
+		if b[i] != byte(w>>(8*(i%4))) {
+			return i
+		}
+	}
+	return -1
 }

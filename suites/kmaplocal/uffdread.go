@@ -88,7 +88,7 @@ func (c *tcase) fileChurn(id, cpu int, f *os.File, data []byte, stop <-chan stru
 		}
 		if !bytes.Equal(buf[:n], data[off:off+n]) {
 			c.fail("%s: churn cpu=%d depth=1 page=%s: churner got data that is not file %s's at offset %d (len %d)",
-				c.name, cpu, firstDiff(buf[:n], data[off:off+n]), filepath.Base(f.Name()), off, n)
+				c.name, cpu, firstDiff(buf[:n], data[off:off+n], off), filepath.Base(f.Name()), off, n)
 		}
 		reads.Add(1)
 	}
@@ -170,7 +170,7 @@ func uffdReadTmpfs(c *tcase) {
 	if err != nil {
 		c.Fatalf("%v", err)
 	}
-	defer munmap(rbuf)
+	defer c.munmap(rbuf)
 	if _, err := u.Register(addrOf(rbuf), uintptr(len(rbuf)), uffd.ModeMissing); err != nil {
 		c.Fatalf("%v", err)
 	}
@@ -182,7 +182,7 @@ func uffdReadTmpfs(c *tcase) {
 	if err != nil {
 		c.Fatalf("%v", err)
 	}
-	defer munmap(junk)
+	defer c.munmap(junk)
 	fillWord(junk, 0xdeadbeef)
 	hrng := newRand(c.seed, 1)
 	h, err := uffd.Serve(context.Background(), u, 1, func(_ context.Context, m uffd.Msg) error {
@@ -232,7 +232,7 @@ func uffdReadTmpfs(c *tcase) {
 				cnt = len(rbuf) - boff
 			}
 			if err := zap(rbuf); err != nil {
-				c.fail("%s: cpu=%d: %v", c.name, home, err)
+				c.fail("%s: cpu=%d depth=1 page=-: %v", c.name, home, err)
 				return
 			}
 			before := faults.Load()
@@ -245,10 +245,10 @@ func uffdReadTmpfs(c *tcase) {
 			}
 			if !bytes.Equal(rbuf[boff:boff+cnt], dataA[foff:foff+cnt]) {
 				c.fail("%s: cpu=%d depth=1 page=%s: reader's data is not file A's (file offset %d, buffer offset %#x, len %d)",
-					c.name, home, firstDiff(rbuf[boff:boff+cnt], dataA[foff:foff+cnt]), foff, boff, cnt)
+					c.name, home, firstDiff(rbuf[boff:boff+cnt], dataA[foff:foff+cnt], foff), foff, boff, cnt)
 			}
 			if cpu := getcpu(); cpu != home {
-				c.fail("%s: reader bound to cpu %d runs on cpu %d", c.name, home, cpu)
+				c.fail("%s: cpu=%d depth=1 page=-: reader bound to cpu %d runs on cpu %d", c.name, home, home, cpu)
 			}
 			if faults.Load() == before {
 				k.add("reads_without_fault", 1)
@@ -262,13 +262,13 @@ func uffdReadTmpfs(c *tcase) {
 	c.wait(&wg)
 	stopChurn()
 	if err := h.Stop(); err != nil {
-		c.Errorf("%s: fault handler: %v", c.name, err)
+		c.errorAll("fault handler: %v", err)
 	}
 	k.report(c)
 	c.Metric("sleeps_in_section", float64(faults.Load()))
 	c.Metric("churn_reads", float64(churnReads.Load()))
 	if k.load("reads") > 0 && faults.Load() == 0 {
-		c.Errorf("%s: %d reads into userfaultfd memory and no fault: the reader never slept inside copy_page_to_iter", c.name, k.load("reads"))
+		c.errorAll("%d reads into userfaultfd memory and no fault: the reader never slept inside copy_page_to_iter", k.load("reads"))
 	}
 	hm.report(c, "file A's page cache and the reader's buffer")
 }
@@ -312,7 +312,7 @@ func uffdCopyUnpopulated(c *tcase) {
 	if err != nil {
 		c.Fatalf("%v", err)
 	}
-	defer munmap(dst)
+	defer c.munmap(dst)
 	if _, err := dstFD.Register(addrOf(dst), uintptr(size), uffd.ModeMissing); err != nil {
 		c.Fatalf("%v", err)
 	}
@@ -329,7 +329,7 @@ func uffdCopyUnpopulated(c *tcase) {
 	if err != nil {
 		c.Fatalf("%v", err)
 	}
-	defer munmap(pdata)
+	defer c.munmap(pdata)
 	copy(pdata, dataP)
 
 	home := c.env.cpus[0]
@@ -415,7 +415,7 @@ func uffdCopyUnpopulated(c *tcase) {
 				continue
 			}
 			if !bytes.Equal(dst, want) {
-				c.fail("%s: cpu=%d depth=1 page=%s: destination after UFFDIO_COPY from an unpopulated %s source", c.name, home, firstDiff(dst, want), variant)
+				c.fail("%s: cpu=%d depth=1 page=%s: destination after UFFDIO_COPY from an unpopulated %s source", c.name, home, firstDiff(dst, want, 0), variant)
 			}
 			if variant == "uffd" {
 				f := srcFaults.Load() - before
@@ -429,7 +429,7 @@ func uffdCopyUnpopulated(c *tcase) {
 				hm.sample(c.env, dst)
 			}
 			if err := zap(dst); err != nil {
-				c.fail("%s: %v", c.name, err)
+				c.fail("%s: cpu=%d depth=1 page=-: %v", c.name, home, err)
 				return
 			}
 		}
@@ -438,12 +438,12 @@ func uffdCopyUnpopulated(c *tcase) {
 	stopChurn()
 	for _, h := range []*uffd.Handler{hDst, hSrc} {
 		if err := h.Stop(); err != nil {
-			c.Errorf("%s: fault handler: %v", c.name, err)
+			c.errorAll("fault handler: %v", err)
 		}
 	}
 	k.report(c)
 	if k.load("copies_uffd") > 0 && k.load("sleeps_in_section") == 0 {
-		c.Errorf("%s: %d copies from userfaultfd-registered sources and no source fault: the mfill retry path never slept", c.name, k.load("copies_uffd"))
+		c.errorAll("%d copies from userfaultfd-registered sources and no source fault: the mfill retry path never slept", k.load("copies_uffd"))
 	}
 	hm.report(c, "the UFFDIO_COPY destination pages")
 }

@@ -168,6 +168,20 @@ type tcase struct {
 	env       *env
 	fails     atomic.Int64
 	inflight  inflight
+	// abandoned is set when wait gave up on stuck workers: memory they
+	// may still be blocked on must then stay mapped (see munmap).
+	abandoned atomic.Bool
+	// maxDepth is the driver's deepest accepted request per op (stats).
+	maxDepth map[uint32]int
+}
+
+// munmap unmaps b unless workers were abandoned: a thread blocked in the
+// kernel on b would fault on the hole when released and crash the suite
+// (and with it the tests after this one).
+func (c *tcase) munmap(b []byte) {
+	if !c.abandoned.Load() {
+		munmap(b)
+	}
 }
 
 const maxReported = 25
@@ -178,6 +192,12 @@ func (c *tcase) fail(format string, args ...any) {
 	if c.fails.Add(1) <= maxReported {
 		c.Errorf(format, args...)
 	}
+}
+
+// errorAll reports a failure about the test as a whole (a non-vacuity or
+// bookkeeping check), in the same case/CPU/depth/page shape as the rest.
+func (c *tcase) errorAll(format string, args ...any) {
+	c.Errorf("%s: cpu=all depth=all page=-: %s", c.name, fmt.Sprintf(format, args...))
 }
 
 // finish reports the failures fail() did not print.
@@ -239,7 +259,8 @@ func (c *tcase) wait(wg *sync.WaitGroup) bool {
 			case <-done:
 				return true
 			case <-time.After(stuckGrace):
-				c.Errorf("%s: workers did not finish %s after the deadline (stuck in the kernel?): %s", c.name, stuckGrace, c.inflight.String())
+				c.errorAll("workers did not finish %s after the deadline (stuck in the kernel?): %s", stuckGrace, c.inflight.String())
+				c.abandoned.Store(true)
 				return false
 			}
 		}

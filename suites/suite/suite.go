@@ -31,6 +31,11 @@ import (
 // descriptor; the agent sets it. Without it, events go to stdout.
 const EventsFDEnv = "KHARNESS_EVENTS_FD"
 
+// AckFDEnv names the file descriptor the agent acknowledges test starts
+// on: a test body runs only once the agent has recorded where the kernel
+// log stood and sent the start to the host.
+const AckFDEnv = "KHARNESS_ACK_FD"
+
 // Params are the knobs a run hands to every suite.
 type Params struct {
 	// Duration is how long each stress test should keep going.
@@ -159,6 +164,7 @@ func run(name string, args []string, tests []Test) int {
 	}
 	ew, closeEvents := eventsWriter()
 	defer closeEvents()
+	ack := ackFile()
 	p := Params{Duration: *dur, Intensity: *intensity, Seed: *seed}
 	fmt.Fprintf(os.Stdout, "%s: duration=%s intensity=%d seed=%d arch=%s\n", name, p.Duration, p.Intensity, p.Seed, runtime.GOARCH)
 	failed := false
@@ -166,7 +172,7 @@ func run(name string, args []string, tests []Test) int {
 		if re != nil && !re.MatchString(tc.Name) {
 			continue
 		}
-		ev := runOne(name, tc, p, ew)
+		ev := runOne(name, tc, p, ew, ack)
 		if ev.Result == event.Fail {
 			failed = true
 		}
@@ -187,8 +193,38 @@ func eventsWriter() (*event.Writer, func()) {
 	return event.NewWriter(os.Stdout), func() {}
 }
 
-func runOne(suiteName string, tc Test, p Params, ew *event.Writer) event.Event {
+// ackFile returns the agent's acknowledgement pipe, or nil when run by hand.
+func ackFile() *os.File {
+	if s := os.Getenv(AckFDEnv); s != "" {
+		if fd, err := strconv.Atoi(s); err == nil {
+			return os.NewFile(uintptr(fd), "ack")
+		}
+	}
+	return nil
+}
+
+// waitAck blocks until the agent acknowledges a test start; an agent that
+// does not answer within the limit only costs the limit, never a hang.
+func waitAck(ack *os.File) {
+	if ack == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		var b [1]byte
+		ack.Read(b[:])
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		fmt.Fprintln(os.Stderr, "suite: no acknowledgement from the agent after 10s, going on")
+	}
+}
+
+func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File) event.Event {
 	ew.Emit(event.Event{Type: event.TestStart, Suite: suiteName, Test: tc.Name})
+	waitAck(ack)
 	t := &T{suite: suiteName, name: tc.Name, params: p, ctx: context.Background(), start: time.Now(),
 		metrics: map[string]float64{}, out: os.Stdout}
 	done := make(chan struct{})

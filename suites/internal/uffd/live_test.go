@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -530,5 +532,37 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	if f.Flags()&unix.O_NONBLOCK == 0 {
 		t.Errorf("Serve left the descriptor blocking")
+	}
+}
+
+// TestRegisterUnregister: after UNREGISTER the range faults normally
+// (zero page, no message); a misaligned range is refused with EINVAL and
+// the error names the operation and the range.
+func TestRegisterUnregister(t *testing.T) {
+	f := newFD(t, UserModeOnly, 0, 0)
+	buf := mmapAnon(t, 2)
+	ioctls, err := f.Register(addrOf(buf), uintptr(len(buf)), ModeMissing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const copyBit, zeropageBit, wakeBit = 1 << 0x03, 1 << 0x04, 1 << 0x02
+	if ioctls&(copyBit|zeropageBit|wakeBit) != copyBit|zeropageBit|wakeBit {
+		t.Errorf("range ioctls %#x lack COPY/ZEROPAGE/WAKE", ioctls)
+	}
+	if err := f.Unregister(addrOf(buf), uintptr(len(buf))); err != nil {
+		t.Fatal(err)
+	}
+	h := serve(t, f, 1, func(_ context.Context, m Msg) error {
+		return fmt.Errorf("fault after UNREGISTER: %v", m)
+	})
+	_, done := onThread(func() { sink.Store(uint32(buf[0]) + uint32(buf[ps])) })
+	waitDone(t, done, "reader of the unregistered range")
+	if h.Handled() != 0 {
+		t.Errorf("%d messages after UNREGISTER", h.Handled())
+	}
+	_, err = f.Register(addrOf(buf)+1, uintptr(ps), ModeMissing)
+	var oe *OpError
+	if !errors.Is(err, unix.EINVAL) || !errors.As(err, &oe) || oe.Addr != uint64(addrOf(buf)+1) || !strings.Contains(err.Error(), "UFFDIO_REGISTER") {
+		t.Errorf("misaligned register: %v, want an UFFDIO_REGISTER *OpError with EINVAL and the address", err)
 	}
 }
