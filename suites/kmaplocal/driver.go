@@ -108,10 +108,27 @@ func driverNest(c *tcase) {
 
 // checkBoundaries checks, once, what the driver must refuse — it guards
 // kmap_local_idx_push()'s BUG_ON on a full slot stack and its own out
-// arrays — and that it takes the deepest request of every op.
+// arrays — and that it takes the deepest request of every op. It runs on
+// a thread pinned to the first CPU: unpinned, an x86_64 task may migrate
+// inside a SLEEP section, which is no error there.
 func (c *tcase) checkBoundaries() {
-	dev := c.dev()
-	defer dev.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cpu := c.env.cpus[0]
+		if _, err := pinSelf(cpu); err != nil {
+			c.fail("%s: cpu=%d depth=- page=-: %v", c.name, cpu, err)
+			return
+		}
+		if dev, ok := c.openWorkerDev(cpu); ok {
+			defer dev.Close()
+			c.boundaries(dev, cpu)
+		}
+	}()
+	<-done
+}
+
+func (c *tcase) boundaries(dev kmtDev, cpu int) {
 	buf, err := mmapAnon(kmtMaxDepth * pageSize)
 	if err != nil {
 		c.errorAll("%v", err)
@@ -144,7 +161,7 @@ func (c *tcase) checkBoundaries() {
 	for _, op := range allOps {
 		lim := c.depthCap(op, 0)
 		r := boundaryReq(op, lim, ub, rng.Uint64())
-		if c.runReq(dev, -1, getcpu(), r) {
+		if c.runReq(dev, -1, cpu, r) {
 			c.checkReq(r, unix.Gettid(), nil, false)
 		}
 		if lim < kmtMaxDepth {
