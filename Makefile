@@ -21,6 +21,7 @@ run: deps
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	GOARCH=386 $(GO) vet ./suites/... ./initramfs/...
 	$(GO) vet -tags e2e ./cmd/kharness/
 	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml
 

@@ -387,3 +387,48 @@ func TestE2EInterrupt(t *testing.T) {
 		t.Errorf("only %d records", len(recs))
 	}
 }
+
+// TestE2EKmapMutants runs nightly.yaml at CI duration: the kmap-local
+// stack must pass on both targets, every kmap_local mutant must be caught
+// on i386 (xfail), and the same mutants must pass on x86_64, where
+// kmap_local_page() is page_address() (negative control).
+func TestE2EKmapMutants(t *testing.T) {
+	root := repoRoot(t)
+	_, res := writeConfig(t, "", nil)
+	r := kharness(t, nil, "run", "-c", filepath.Join(root, "nightly.yaml"), "--results", res, "--duration", "10s")
+	wantCode(t, r, outcome.Pass)
+	run, _ := loadRun(t, res)
+	mutants := 0
+	for _, c := range run.Cells {
+		switch {
+		case c.Name == "patched":
+			if c.Outcome != outcome.Pass {
+				t.Errorf("%s: %s: %s", c.ID, c.Outcome, c.Reason)
+			}
+			if c.Target == "i386-highmem" {
+				var high, sleeps float64
+				for _, tc := range c.Tests {
+					if tc.Suite == "kmaplocal" {
+						high += tc.Metrics["highmem_pages"]
+						sleeps += tc.Metrics["sleeps_in_section"]
+					}
+				}
+				if high == 0 || sleeps == 0 {
+					t.Errorf("%s: kmaplocal ran vacuously: highmem_pages=%v sleeps_in_section=%v", c.ID, high, sleeps)
+				}
+			}
+		case c.ExpectFail:
+			mutants++
+			if c.Outcome != outcome.ExpectedFail {
+				t.Errorf("mutant %s not caught: %s (%s)", c.ID, c.Outcome, c.Reason)
+			}
+		default:
+			if c.Outcome != outcome.Pass {
+				t.Errorf("negative control %s: %s: %s", c.ID, c.Outcome, c.Reason)
+			}
+		}
+	}
+	if mutants < 3 {
+		t.Errorf("only %d mutant cells", mutants)
+	}
+}
