@@ -432,3 +432,33 @@ func TestE2EKmapMutants(t *testing.T) {
 		t.Errorf("only %d mutant cells", mutants)
 	}
 }
+
+// TestE2ECheckpatch runs the kernel's own checkpatch.pl (from the Debian
+// source tarball) over every patch in patches/: kernel code is written in
+// kernel style or not at all.
+func TestE2ECheckpatch(t *testing.T) {
+	tmp := t.TempDir()
+	tarball := "/usr/src/linux-source-6.12.tar.xz"
+	out, err := exec.Command("tar", "-xJf", tarball, "-C", tmp, "--strip-components=1", "--wildcards",
+		"*/scripts/checkpatch.pl", "*/scripts/spelling.txt", "*/scripts/const_structs.checkpatch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("extract checkpatch from %s: %v %s", tarball, err, out)
+	}
+	patches, _ := filepath.Glob(filepath.Join(repoRoot(t), "patches", "*", "*.patch"))
+	more, _ := filepath.Glob(filepath.Join(repoRoot(t), "patches", "*", "*", "*.patch"))
+	patches = append(patches, more...)
+	if len(patches) == 0 {
+		t.Fatal("no patches found")
+	}
+	for _, p := range patches {
+		cmd := exec.Command("perl", "scripts/checkpatch.pl", "--strict", "--no-tree", "--terse", p)
+		cmd.Dir = tmp
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s is not checkpatch-clean:\n%s", p, out)
+		}
+		if b, _ := os.ReadFile(p); !bytes.Contains(b, []byte("\nSigned-off-by: ")) {
+			t.Errorf("%s has no Signed-off-by", p)
+		}
+	}
+}

@@ -154,7 +154,7 @@ func stageErr(stage string, err error) error {
 }
 
 // fragments returns the kconfig fragments for a cell, in merge order:
-// common, target, each patch set, each suite. Missing optional files are
+// common, target, each patch set, every suite. Missing optional files are
 // skipped; a malformed one is a config error naming file and line.
 func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 	dir := p.Cfg.Abs(p.Cfg.Dirs.Kconfigs)
@@ -162,8 +162,15 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 	for _, ps := range c.PatchSets {
 		paths = append(paths, filepath.Join(dir, "patchset", ps+".config"))
 	}
-	for _, s := range c.Suites {
-		name, _, _ := strings.Cut(s, ":")
+	// Every suite's fragment, not only the selected ones: a kernel is
+	// defined by (source, target, patch stack), so running one suite alone
+	// boots the very kernel the full matrix tested.
+	var suites []string
+	for name := range p.Suites {
+		suites = append(suites, name)
+	}
+	sort.Strings(suites)
+	for _, name := range suites {
 		paths = append(paths, filepath.Join(dir, "suite", name+".config"))
 	}
 	var out []kconfig.Fragment
