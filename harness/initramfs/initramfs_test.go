@@ -42,7 +42,10 @@ func TestKeyTracksInputs(t *testing.T) {
 		{"test file ignored", func() Request { write("suites/smoke/main_test.go", "package main\n"); return base }, true},
 		{"other arch", func() Request { r := base; r.GOARCH = "amd64"; return r }, false},
 		{"more suites", func() Request { r := base; r.Suites = []string{"a"}; return r }, false},
-		{"suite edit", func() Request { write("suites/smoke/main.go", "package main\n\nfunc main() {}\n// edit\n"); return base }, false},
+		{"suite edit", func() Request {
+			write("suites/smoke/main.go", "package main\n\nfunc main() {}\n// edit\n")
+			return base
+		}, false},
 		{"library edit for this arch", func() Request { write("lib/lib_386.go", "package lib\n\nconst X = 2\n"); return base }, false},
 		{"go.sum edit", func() Request { write("go.sum", "x v1 h1:x\n"); return base }, false},
 	}
