@@ -186,11 +186,12 @@ func tailLines(b []byte, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// CompilerID identifies the toolchain for the build cache key: a new gcc,
-// binutils or make must not reuse kernels built by the old one.
+// CompilerID identifies the toolchain for the build cache key: a new gcc
+// or binutils must not reuse kernels built by the old one. It does not ask
+// make: an unchanged rerun must not run make at all.
 func CompilerID(ctx context.Context) string {
 	var parts []string
-	for _, c := range [][]string{{"gcc", "--version"}, {"ld", "--version"}, {"make", "--version"}} {
+	for _, c := range [][]string{{"gcc", "--version"}, {"ld", "--version"}} {
 		out, err := proc.Output(ctx, proc.Cmd{Name: c[0], Args: c[1:]})
 		if err != nil {
 			parts = append(parts, c[0]+": missing")
