@@ -54,49 +54,28 @@ func driverNest(c *tcase) {
 	c.checkBoundaries()
 	sl := newSlots()
 	var k counter
-	var wg sync.WaitGroup
-	id := 0
-	for _, cpu := range c.env.cpus {
-		for j := 0; j < c.intensity; j++ {
-			wg.Add(1)
-			go func(id, cpu int) {
-				defer wg.Done()
-				tid, err := pinSelf(cpu)
-				if err != nil {
-					c.fail("%s: cpu=%d depth=- page=-: %v", c.name, cpu, err)
-					return
-				}
-				dev, ok := c.openWorkerDev(cpu)
-				if !ok {
-					return
-				}
-				defer dev.Close()
-				rng := newRand(c.seed, uint64(id))
-				// Always one full sweep, then sweeps until the deadline.
-				for sweep := 0; sweep == 0 || c.Running(); sweep++ {
-					for depth := 1; depth <= kmtMaxDepth; depth++ {
-						for _, flags := range []uint32{0, kmtFlagLowmem} {
-							if depth > c.depthCap(opNest, flags) {
-								continue // checkBoundaries saw ENOSPC there
-							}
-							r := &kmtReq{Op: opNest, Depth: uint32(depth), Flags: flags, Seed: rng.Uint64()}
-							if !c.runReq(dev, id, cpu, r) {
-								continue
-							}
-							if c.checkReq(r, tid, sl, false) {
-								k.add("runs_ok", 1)
-							}
-							k.add("runs", 1)
-							k.add("highmem_maps", int64(r.NrHighmem))
-						}
+	c.driverWorkers(c.intensity, func(id, cpu, tid int, dev kmtDev, rng *rand.Rand) {
+		// Always one full sweep, then sweeps until the deadline.
+		for sweep := 0; sweep == 0 || c.Running(); sweep++ {
+			for depth := 1; depth <= kmtMaxDepth; depth++ {
+				for _, flags := range []uint32{0, kmtFlagLowmem} {
+					if depth > c.depthCap(opNest, flags) {
+						continue // checkBoundaries saw ENOSPC there
 					}
-					k.add("sweeps", 1)
+					r := &kmtReq{Op: opNest, Depth: uint32(depth), Flags: flags, Seed: rng.Uint64()}
+					if !c.runReq(dev, id, cpu, r) {
+						continue
+					}
+					if c.checkReq(r, tid, sl, false) {
+						k.add("runs_ok", 1)
+					}
+					k.add("runs", 1)
+					k.add("highmem_maps", int64(r.NrHighmem))
 				}
-			}(id, cpu)
-			id++
+			}
+			k.add("sweeps", 1)
 		}
-	}
-	c.wait(&wg)
+	})
 	k.report(c)
 	c.Metric("slots_shared", float64(sl.shared()))
 	c.Metric("kmap_real_expected", b2f(c.env.kmapReal))
@@ -253,6 +232,35 @@ func (c *tcase) churn(id, cpu int, stop <-chan struct{}, sl *slots, k *counter) 
 	}
 }
 
+// driverWorkers runs perCPU workers on every CPU, each on its own OS
+// thread pinned to its CPU, with its own driver handle and random stream,
+// and waits for all of them (bounded by the test's watchdog).
+func (c *tcase) driverWorkers(perCPU int, work func(id, cpu, tid int, dev kmtDev, rng *rand.Rand)) {
+	var wg sync.WaitGroup
+	id := 0
+	for _, cpu := range c.env.cpus {
+		for j := 0; j < perCPU; j++ {
+			wg.Add(1)
+			go func(id, cpu int) {
+				defer wg.Done()
+				tid, err := pinSelf(cpu)
+				if err != nil {
+					c.fail("%s: cpu=%d depth=- page=-: %v", c.name, cpu, err)
+					return
+				}
+				dev, ok := c.openWorkerDev(cpu)
+				if !ok {
+					return
+				}
+				defer dev.Close()
+				work(id, cpu, tid, dev, newRand(c.seed, uint64(id)))
+			}(id, cpu)
+			id++
+		}
+	}
+	c.wait(&wg)
+}
+
 // startChurn starts churn threads on every CPU and returns the function
 // that stops them and waits.
 func (c *tcase) startChurn(perCPU, firstID int, sl *slots, k *counter) func() {
@@ -286,61 +294,40 @@ func driverSleepPreempt(c *tcase) {
 	sl := newSlots()
 	var k counter
 	stopChurn := c.startChurn(c.intensity, 1000, sl, &k)
-	var wg sync.WaitGroup
-	id := 0
-	for _, cpu := range c.env.cpus {
-		for j := 0; j < 2*c.intensity; j++ {
-			wg.Add(1)
-			go func(id, cpu int) {
-				defer wg.Done()
-				tid, err := pinSelf(cpu)
-				if err != nil {
-					c.fail("%s: cpu=%d depth=- page=-: %v", c.name, cpu, err)
-					return
+	c.driverWorkers(2*c.intensity, func(id, cpu, tid int, dev kmtDev, rng *rand.Rand) {
+		for n := 0; n < 2 || c.Running(); n++ {
+			r := &kmtReq{Seed: rng.Uint64()}
+			if rng.IntN(8) == 0 {
+				r.Flags = kmtFlagLowmem
+			}
+			if n%2 == 0 || rng.IntN(3) == 0 {
+				r.Op, r.SleepUS = opSleep, uint32(20+rng.IntN(3000))
+			} else {
+				r.Op, r.SpinUS = opSpin, uint32(100+rng.IntN(2000))
+				if rng.IntN(4) == 0 {
+					r.SpinUS = uint32(4000 + rng.IntN(8000)) // longer than a tick
 				}
-				dev, ok := c.openWorkerDev(cpu)
-				if !ok {
-					return
+			}
+			r.Depth = uint32(c.randDepth(rng, r.Op, r.Flags))
+			if !c.runReq(dev, id, cpu, r) {
+				continue
+			}
+			c.checkReq(r, tid, sl, false)
+			k.add("sleeps_in_section", int64(r.Nvcsw))
+			k.add("preemptions_in_section", int64(r.Nivcsw))
+			if r.Op == opSleep {
+				k.add("sleep_ops", 1)
+				k.add("sleep_op_switches", int64(r.Nvcsw))
+				if r.Nvcsw == 0 {
+					k.add("sleep_ops_without_switch", 1)
 				}
-				defer dev.Close()
-				rng := newRand(c.seed, uint64(id))
-				for n := 0; n < 2 || c.Running(); n++ {
-					r := &kmtReq{Seed: rng.Uint64()}
-					if rng.IntN(8) == 0 {
-						r.Flags = kmtFlagLowmem
-					}
-					if n%2 == 0 || rng.IntN(3) == 0 {
-						r.Op, r.SleepUS = opSleep, uint32(20+rng.IntN(3000))
-					} else {
-						r.Op, r.SpinUS = opSpin, uint32(100+rng.IntN(2000))
-						if rng.IntN(4) == 0 {
-							r.SpinUS = uint32(4000 + rng.IntN(8000)) // longer than a tick
-						}
-					}
-					r.Depth = uint32(c.randDepth(rng, r.Op, r.Flags))
-					if !c.runReq(dev, id, cpu, r) {
-						continue
-					}
-					c.checkReq(r, tid, sl, false)
-					k.add("sleeps_in_section", int64(r.Nvcsw))
-					k.add("preemptions_in_section", int64(r.Nivcsw))
-					if r.Op == opSleep {
-						k.add("sleep_ops", 1)
-						k.add("sleep_op_switches", int64(r.Nvcsw))
-						if r.Nvcsw == 0 {
-							k.add("sleep_ops_without_switch", 1)
-						}
-					} else {
-						k.add("spin_ops", 1)
-						k.add("spin_op_preemptions", int64(r.Nivcsw))
-						k.add("spin_us", int64(r.SpinUS))
-					}
-				}
-			}(id, cpu)
-			id++
+			} else {
+				k.add("spin_ops", 1)
+				k.add("spin_op_preemptions", int64(r.Nivcsw))
+				k.add("spin_us", int64(r.SpinUS))
+			}
 		}
-	}
-	c.wait(&wg)
+	})
 	stopChurn()
 	k.report(c)
 	shared := sl.shared()
@@ -383,45 +370,24 @@ func driverIRQ(c *tcase) {
 	sl := newSlots()
 	var k counter
 	stopChurn := c.startChurn(1, 1000, sl, &k)
-	var wg sync.WaitGroup
-	id := 0
-	for _, cpu := range c.env.cpus {
-		for j := 0; j < c.intensity; j++ {
-			wg.Add(1)
-			go func(id, cpu int) {
-				defer wg.Done()
-				tid, err := pinSelf(cpu)
-				if err != nil {
-					c.fail("%s: cpu=%d depth=- page=-: %v", c.name, cpu, err)
-					return
-				}
-				dev, ok := c.openWorkerDev(cpu)
-				if !ok {
-					return
-				}
-				defer dev.Close()
-				rng := newRand(c.seed, uint64(id))
-				depths := irqDepths(c.depthCap(opIRQ, 0))
-				for n := 0; n < len(depths) || c.Running(); n++ {
-					// spin_us/100 callbacks, one per 100 us, on this CPU.
-					r := &kmtReq{Op: opIRQ, Depth: depths[n%len(depths)], Seed: rng.Uint64(),
-						SpinUS: uint32(200 + rng.IntN(3000))}
-					if rng.IntN(8) == 0 {
-						r.Flags = kmtFlagLowmem
-					}
-					if !c.runReq(dev, id, cpu, r) {
-						continue
-					}
-					c.checkReq(r, tid, sl, false)
-					k.add("irq_ops", 1)
-					k.add("irq_checks", int64(r.IRQChecks))
-					k.add("irq_errors", int64(r.IRQErrors))
-				}
-			}(id, cpu)
-			id++
+	c.driverWorkers(c.intensity, func(id, cpu, tid int, dev kmtDev, rng *rand.Rand) {
+		depths := irqDepths(c.depthCap(opIRQ, 0))
+		for n := 0; n < len(depths) || c.Running(); n++ {
+			// spin_us/100 callbacks, one per 100 us, on this CPU.
+			r := &kmtReq{Op: opIRQ, Depth: depths[n%len(depths)], Seed: rng.Uint64(),
+				SpinUS: uint32(200 + rng.IntN(3000))}
+			if rng.IntN(8) == 0 {
+				r.Flags = kmtFlagLowmem
+			}
+			if !c.runReq(dev, id, cpu, r) {
+				continue
+			}
+			c.checkReq(r, tid, sl, false)
+			k.add("irq_ops", 1)
+			k.add("irq_checks", int64(r.IRQChecks))
+			k.add("irq_errors", int64(r.IRQErrors))
 		}
-	}
-	c.wait(&wg)
+	})
 	stopChurn()
 	k.report(c)
 	if k.load("irq_ops") > 0 && k.load("irq_checks") == 0 {
