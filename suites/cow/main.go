@@ -1,0 +1,8 @@
+// Command cow is a kharness guest suite (see suite.yaml).
+package main
+
+import "github.com/kharness/kharness/suites/suite"
+
+func main() {
+	suite.Main("cow")
+}
