@@ -50,6 +50,7 @@ common flags (override kharness.yaml):
   --accel A          kvm | tcg | auto (probe KVM for real, fall back to TCG)
   --results DIR      where results/<run-id>/ goes
   --duration D       stress duration per test (e.g. 10s in CI, 10m nightly)
+  --cell PAT,...     only the config's cells whose names match (shell patterns)
 
 exit codes:
 `, strings.Join(target.Names(), ", "))
@@ -98,6 +99,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.o.Results, "results", "", "results directory")
 	fs.StringVar(&c.o.Cache, "cache", "", "cache directory (default $KHARNESS_CACHE or ~/.cache/kharness)")
 	fs.DurationVar(&c.o.Duration, "duration", 0, "stress duration per test")
+	fs.Var(&listFlag{vals: &c.o.Cells}, "cell", "only the cells whose names match these patterns")
 }
 
 func (c *common) load() (*config.Config, error) {

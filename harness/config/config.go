@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -112,6 +113,10 @@ type Config struct {
 	Path string // the config file
 	Root string // its directory; relative paths resolve here
 	pos  positions
+	// unmatched lists --cell patterns that matched no cell: Validate
+	// reports them instead of silently running nothing.
+	unmatched []string
+	allCells  []string
 }
 
 // Overrides are the command-line flags that take precedence over the file.
@@ -124,6 +129,9 @@ type Overrides struct {
 	Results   string
 	Cache     string
 	Duration  time.Duration
+	// Cells keeps only the matrix cells whose names match one of these
+	// shell patterns (path.Match), e.g. "cow-*" for one family of mutants.
+	Cells []string
 }
 
 // Load reads and strictly decodes path, fills defaults and applies o.
@@ -253,6 +261,38 @@ func (c *Config) override(o Overrides) {
 	if o.Duration != 0 {
 		c.Duration = o.Duration
 	}
+	if len(o.Cells) > 0 {
+		c.filterCells(o.Cells)
+	}
+}
+
+// filterCells keeps the cells named by patterns; the implicit cell of a
+// file without cells is called "default".
+func (c *Config) filterCells(patterns []string) {
+	cells := c.Cells
+	if len(cells) == 0 {
+		cells = []Cell{{Name: "default"}}
+	}
+	hit := make([]bool, len(patterns))
+	var keep []Cell
+	for _, cell := range cells {
+		c.allCells = append(c.allCells, cell.Name)
+		match := false
+		for i, p := range patterns {
+			if ok, err := path.Match(p, cell.Name); ok || (err != nil && p == cell.Name) {
+				hit[i], match = true, true
+			}
+		}
+		if match {
+			keep = append(keep, cell)
+		}
+	}
+	for i, p := range patterns {
+		if !hit[i] {
+			c.unmatched = append(c.unmatched, p)
+		}
+	}
+	c.Cells = keep
 }
 
 func (c *Config) cellTargets(cell Cell) []string {
@@ -365,6 +405,10 @@ func (c *Config) Validate(cat Catalog) error {
 	}
 	if c.Timeouts.TCGScale < 1 {
 		add("timeouts.tcg_scale", "tcg_scale must be at least 1")
+	}
+	if len(c.unmatched) > 0 {
+		errs = multierror.Append(errs, fmt.Errorf("--cell %s matches no cell of %s (cells: %s)",
+			strings.Join(c.unmatched, ","), c.Path, listOrNone(c.allCells)))
 	}
 	names := map[string]int{}
 	for i, cell := range c.Cells {

@@ -89,6 +89,14 @@ func TestMatrix(t *testing.T) {
 		{"flags override", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}},
 		}},
+		{"cell filter keeps matching cells", "targets: [x86_64]\ncells:\n  - name: base\n  - name: kmap-a\n  - name: kmap-b\n  - name: cow-a\n", Overrides{Cells: []string{"kmap-*", "base"}}, []MatrixCell{
+			{ID: "base.x86_64", Name: "base", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
+			{ID: "kmap-a.x86_64", Name: "kmap-a", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
+			{ID: "kmap-b.x86_64", Name: "kmap-b", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
+		}},
+		{"cell filter names the implicit cell default", "targets: [x86_64]\n", Overrides{Cells: []string{"default"}}, []MatrixCell{
+			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
+		}},
 		{"empty patchset flag means none", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},
 		}},
@@ -120,5 +128,22 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Abs("patches") != "/p/patches" {
 		t.Errorf("Abs = %s", c.Abs("patches"))
+	}
+}
+
+func TestCellFilterMatchingNothing(t *testing.T) {
+	cat := Catalog{Suites: []string{"smoke"}, DefaultSuites: []string{"smoke"}}
+	c, err := Parse("/p/k.yaml", []byte("cells:\n  - name: base\n  - name: kmap-a\n"), Overrides{Cells: []string{"kmap-*", "cow-*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate(cat)
+	if err == nil {
+		t.Fatal("a --cell pattern that matches nothing was accepted")
+	}
+	for _, want := range []string{"--cell cow-*", "/p/k.yaml", "base, kmap-a"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
 	}
 }
