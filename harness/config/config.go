@@ -385,7 +385,7 @@ func (c *Config) Validate(cat Catalog) error {
 			if what == "suite" {
 				n, _, _ = strings.Cut(n, ":") // suite:test-regexp
 			}
-			if !set[n] {
+			if !set[n] && n != "all" {
 				add(fmt.Sprintf("%s[%d]", path, i), "unknown %s %q (have: %s)", what, n, listOrNone(have))
 			}
 		}
@@ -458,11 +458,21 @@ type MatrixCell struct {
 // Matrix expands the config into cells. Without explicit cells there is
 // one cell per target with every selected patch set stacked.
 func (c *Config) Matrix(cat Catalog) []MatrixCell {
+	// "all" inside a list stands for the defaults there, so a mutant cell
+	// can say [all, mutants/x]: the default stack plus one bug.
 	resolve := func(s Selection, all []string) []string {
 		if s.All {
 			return append([]string(nil), all...)
 		}
-		return append([]string{}, s.Names...)
+		out := []string{}
+		for _, n := range s.Names {
+			if n == "all" {
+				out = append(out, all...)
+			} else {
+				out = append(out, n)
+			}
+		}
+		return out
 	}
 	var out []MatrixCell
 	cells := c.Cells

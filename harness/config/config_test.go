@@ -97,6 +97,9 @@ func TestMatrix(t *testing.T) {
 		{"cell filter names the implicit cell default", "targets: [x86_64]\n", Overrides{Cells: []string{"default"}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
 		}},
+		{"all inside a list expands to the default stack", "targets: [x86_64]\ncells:\n  - name: mut\n    patchsets: [all, mutants/kmap-bad]\n    expect: fail\n", Overrides{}, []MatrixCell{
+			{ID: "mut.x86_64", Name: "mut", Target: "x86_64", PatchSets: append(append([]string{}, cat.DefaultPatchSets...), "mutants/kmap-bad"), Suites: []string{"smoke"}, ExpectFail: true},
+		}},
 		{"empty patchset flag means none", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},
 		}},
