@@ -1,8 +1,93 @@
-// Command cow is a kharness guest suite (see suite.yaml).
+// Command cow checks that pages pinned for DMA stay the pages the
+// process sees across fork(), and the copy-on-write rules around them
+// (see suite.yaml and /work/shared/notes §1c/§3c):
+//
+//   - cow-*: plain COW after fork, both write orders, with and without
+//     the mprotect optimisation; small pages, PMD- and PTE-mapped THP.
+//   - pin-rw-*: a long-term R/W pin (gup_test, GUP slow or fast) before
+//     fork: fork must copy the pinned folio for the child at once.
+//   - pin-ro-*: a long-term R/O pin must keep seeing later writes of a
+//     page that is shared, was shared, or is exclusive but mapped R/O.
+//   - vmsplice-*: vmsplice()d (referenced, not pinned) pages and COW,
+//     including the CVE-2020-29374 shape.
+//   - iouring-*: io_uring fixed buffers across fork and mprotect.
+//   - pin-fork-race-gup-fast: GUP-fast pinning racing with fork.
+//   - fork-tearing-*: a child of a multithreaded parent must get one
+//     snapshot of pages that are being written (fails on stock 6.12.117
+//     for pinned pages; fixed by patches/cow).
+//
+// Every test checks the FOLL_PIN accounting in /proc/vmstat balances
+// (pin-leak oracle). With patches/cow the kernel also counts early
+// copies (cow_fork_pinned_copy/_split) and shows HasPinned in
+// /proc/<pid>/status; the tests then assert them exactly, and log that
+// they could not otherwise. gup_test keeps one pin set system-wide, so
+// the suite keeps one descriptor and runs its tests one at a time.
 package main
 
-import "github.com/kharness/kharness/suites/suite"
+import (
+	"fmt"
+
+	"github.com/kharness/kharness/suites/suite"
+)
 
 func main() {
-	suite.Main("cow")
+	l := &lazyEnv{}
+	suite.Main("cow", tests(l)...)
+}
+
+// tests is the suite's table, in run order.
+func tests(l *lazyEnv) []suite.Test {
+	var ts []suite.Test
+	add := func(name string, body func(*tcase)) {
+		ts = append(ts, suite.Test{Name: name, Run: run(l, body)})
+	}
+	add("has-pinned-status", hasPinnedStatus)
+	for _, k := range []memKind{memPage, memTHP, memTHPPTE} {
+		for _, o := range []order{parentFirst, childFirst} {
+			add(fmt.Sprintf("cow-%s-%s", k, o), cowBasic(k, o, false))
+			add(fmt.Sprintf("cow-%s-%s-mprotect", k, o), cowBasic(k, o, true))
+		}
+	}
+	for _, k := range []memKind{memPage, memTHP, memTHPPTE, memTHPHole} {
+		for _, fast := range []bool{false, true} {
+			for _, o := range []order{parentFirst, childFirst} {
+				add(fmt.Sprintf("pin-rw-%s-%s-%s", gupName(fast), k, o), pinRW(k, fast, o, false))
+			}
+		}
+	}
+	for _, k := range []memKind{memPage, memTHP} {
+		add(fmt.Sprintf("pin-rw-gup-%s-parent-first-mprotect", k), pinRW(k, false, parentFirst, true))
+	}
+	for _, k := range []memKind{memPage, memTHP} {
+		for _, fast := range []bool{false, true} {
+			for _, m := range []roMode{roShared, roPrevShared, roExclusive} {
+				add(fmt.Sprintf("pin-ro-%s-%s-%s", gupName(fast), k, m), roPin(k, fast, m))
+			}
+		}
+	}
+	for _, k := range []memKind{memPage, memTHP, memTHPPTE} {
+		add(fmt.Sprintf("vmsplice-child-unmap-%s", k), vmspliceChild(k, false))
+		add(fmt.Sprintf("vmsplice-child-unmap-%s-mprotect", k), vmspliceChild(k, true))
+	}
+	for _, k := range []memKind{memPage, memTHP} {
+		add(fmt.Sprintf("vmsplice-before-fork-unmap-parent-%s", k), vmspliceParent(k, true))
+		add(fmt.Sprintf("vmsplice-after-fork-unmap-parent-%s", k), vmspliceParent(k, false))
+	}
+	for _, k := range []memKind{memPage, memTHP, memTHPPTE} {
+		add(fmt.Sprintf("iouring-fork-%s", k), iouringFork(k))
+	}
+	for _, k := range []memKind{memPage, memTHP} {
+		add(fmt.Sprintf("iouring-ro-%s", k), iouringRO(k))
+	}
+	add("pin-fork-race-gup-fast", pinForkRace)
+	add("fork-tearing-unpinned", forkTearing(false))
+	add("fork-tearing-pinned", forkTearing(true))
+	return ts
+}
+
+func gupName(fast bool) string {
+	if fast {
+		return "gup-fast"
+	}
+	return "gup"
 }

@@ -242,6 +242,16 @@ func OpenDevice(flags int) (*FD, error) {
 	return &FD{fd: int(r), flags: flags}, nil
 }
 
+// Adopt wraps a userfaultfd the kernel installed in our file table
+// rather than one we opened: the descriptor of a FORK event (Msg.UFD),
+// which serves the child's faults. The kernel created its context from
+// the parent's, already handshaken with the parent's features and with
+// the parent's O_CLOEXEC/O_NONBLOCK flags, so it must not (and cannot:
+// EINVAL) be handshaken again; pass the parent's Flags and Features.
+func Adopt(fd, flags int, features uint64) *FD {
+	return &FD{fd: fd, flags: flags, features: features}
+}
+
 // Probe reports the features the running kernel supports: a throw-away
 // descriptor is handshaken with no features, which returns them all.
 func Probe() (uint64, error) {

@@ -165,3 +165,24 @@ func TestOpError(t *testing.T) {
 		t.Errorf("no-range error = %q", s)
 	}
 }
+
+// TestAdopt: an adopted descriptor (a FORK event's) reports the flags and
+// features it was given, so ReadMsgs and Has behave as on the parent's.
+func TestAdopt(t *testing.T) {
+	for _, tc := range []struct {
+		fd, flags int
+		features  uint64
+		has       uint64
+		want      bool
+	}{
+		{7, unix.O_NONBLOCK | unix.O_CLOEXEC, FeatureEventFork | FeatureThreadID, FeatureThreadID, true},
+		{8, 0, FeatureEventFork, FeatureMove, false},
+		{9, unix.O_NONBLOCK, 0, FeatureEventFork, false},
+	} {
+		f := Adopt(tc.fd, tc.flags, tc.features)
+		if f.Fd() != tc.fd || f.Flags() != tc.flags || f.Features() != tc.features || f.Has(tc.has) != tc.want {
+			t.Errorf("Adopt(%d, %#x, %#x) = fd %d flags %#x features %#x Has(%#x)=%v; want Has %v",
+				tc.fd, tc.flags, tc.features, f.Fd(), f.Flags(), f.Features(), tc.has, f.Has(tc.has), tc.want)
+		}
+	}
+}

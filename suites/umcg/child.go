@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"runtime/debug"
+)
+
+// childMain runs one scenario in the child process and returns its exit
+// code: 0 when it ran to its end (errors are in the records), 2 when it
+// could not start.
+func childMain(args []string) int {
+	r := &reporter{w: os.Stdout}
+	if len(args) < 1 {
+		r.Errorf("scenario child: no params")
+		return 2
+	}
+	p, err := decodeParams(args[0])
+	if err != nil {
+		r.Errorf("%v", err)
+		return 2
+	}
+	// GOGC=off in the environment already; this makes it explicit and
+	// survives a caller that forgot it (see childEnv).
+	debug.SetGCPercent(-1)
+	run := scenario(p.Scenario)
+	if run == nil {
+		r.Errorf("unknown scenario %q", p.Scenario)
+		return 2
+	}
+	if err := run(r, p); err != nil {
+		r.Errorf("scenario %s: %v", p.Scenario, err)
+	}
+	r.emit(record{Kind: recDone})
+	if r.Failed() {
+		return 1
+	}
+	return 0
+}
+
+// scenario maps a name to its body.
+func scenario(name string) func(*reporter, params) error {
+	switch name {
+	case "abi":
+		return scenarioABI
+	case "mix", "signals", "solo", "races", "pins-fork", "kill-midrun":
+		return scenarioMix
+	case "preempt":
+		return scenarioPreempt
+	case "lifecycle":
+		return scenarioLifecycle
+	case "exec-worker":
+		return scenarioExec
+	case "worker-efault":
+		return scenarioWorkerEfault
+	case "bench":
+		return scenarioBench
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kharness/kharness/suites/internal/umcg"
+)
+
+// scenarioMix is the general stress: p.Servers servers with p.Workers
+// workers each running the p.Ops mix of blocking system calls, faults,
+// yields and on-cpu sections, plus with p.Solo a server with a single
+// worker doing short blocking calls (one lost wakeup hangs it for good),
+// plus a signal storm (p.Signals) or a thread forking (p.Forks).
+func scenarioMix(r *reporter, p params) error {
+	sc, err := newSched(r, p)
+	if err != nil {
+		return err
+	}
+	body := mixRound(opMix(p.Ops))
+	for i := 0; i < p.Servers; i++ {
+		c, err := sc.addServer(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick})
+		if err != nil {
+			return err
+		}
+		for j := 0; j < p.Workers; j++ {
+			if _, err := sc.addWorker(c, body); err != nil {
+				return err
+			}
+		}
+	}
+	if p.Solo {
+		// No timeout: nothing but the kernel's wakeups gets it going.
+		c, err := sc.addServer(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC})
+		if err != nil {
+			return err
+		}
+		if _, err := sc.addWorker(c, mixRound(opMix("solo"))); err != nil {
+			return err
+		}
+	}
+	var h helpers
+	if p.Signals {
+		h.start(func(stop *atomic.Bool) { sc.signaller(stop, &h.signals) })
+	}
+	if p.Forks {
+		h.start(func(stop *atomic.Bool) { sc.forker(stop, &h.forks) })
+	}
+	err = sc.run(nil)
+	h.end()
+	if err != nil {
+		return err
+	}
+	sc.check()
+	if p.Signals {
+		r.Metric("signals_sent", float64(h.signals.Load()))
+	}
+	if p.Forks {
+		r.Metric("nonumcg_forks", float64(h.forks.Load()))
+		if h.forks.Load() == 0 {
+			r.Errorf("the forking thread never forked")
+		}
+	}
+	return nil
+}
+
+// helpers are non-UMCG threads that disturb a run.
+type helpers struct {
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	signals atomic.Uint64
+	forks   atomic.Uint64
+}
+
+func (h *helpers) start(f func(stop *atomic.Bool)) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		runtime.LockOSThread()
+		f(&h.stop)
+	}()
+}
+
+func (h *helpers) end() {
+	h.stop.Store(true)
+	h.wg.Wait()
+}
+
+// signaller sends SIGUSR1 and SIGURG at random servers and workers, every
+// 50-150 us: servers get EINTR from umcg_wait, workers asleep in the
+// kernel must go back to sleep without running user code, and workers in
+// a COND_WAIT section must not hang (R1).
+func (sc *sched) signaller(stop *atomic.Bool, sent *atomic.Uint64) {
+	rng := uint64(sc.p.Seed) | 1
+	var tids []int
+	for !stop.Load() {
+		tids = tids[:0]
+		for _, c := range sc.srvs {
+			if !c.s.Exited() {
+				tids = append(tids, c.s.TID())
+			}
+		}
+		for _, k := range sc.workers() {
+			if k.phase.Load() == phRunning {
+				tids = append(tids, k.w.TID())
+			}
+		}
+		for i := 0; i < 16 && len(tids) > 0; i++ {
+			rng ^= rng << 13
+			rng ^= rng >> 7
+			rng ^= rng << 17
+			sig := unix.SIGUSR1
+			if rng&1 == 0 {
+				sig = unix.SIGURG
+			}
+			if unix.Tgkill(sc.pid, tids[(rng>>8)%uint64(len(tids))], sig) == nil {
+				sent.Add(1)
+			}
+			nanosleep(int64(50_000 + rng%100_000))
+		}
+	}
+}
+
+// forker forks from a non-UMCG thread every few milliseconds while the
+// workers block and fault: fork copies pages the kernel may have pinned
+// for a worker at that instant (MMF_HAS_PINNED), and the pins must still
+// balance. The child exits at once.
+func (sc *sched) forker(stop *atomic.Bool, forks *atomic.Uint64) {
+	for !stop.Load() {
+		pid, _, e := syscall.RawSyscall(syscall.SYS_FORK, 0, 0, 0)
+		if e != 0 {
+			nanosleep(1_000_000)
+			continue
+		}
+		if pid == 0 {
+			exitAtOnce()
+		}
+		var ws syscall.WaitStatus
+		for {
+			_, _, e := unix.Syscall6(unix.SYS_WAIT4, pid, uintptr(unsafe.Pointer(&ws)), 0, 0, 0, 0)
+			if e != unix.EINTR {
+				break
+			}
+		}
+		forks.Add(1)
+		nanosleep(int64(3 * time.Millisecond))
+	}
+}
+
+// exitAtOnce is a forked child's whole life.
+//
+//go:nosplit
+//go:norace
+func exitAtOnce() {
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+}
