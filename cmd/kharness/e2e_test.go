@@ -187,6 +187,15 @@ func TestE2EDefaultMatrix(t *testing.T) {
 				t.Errorf("%s: kmaplocal ran vacuously: highmem_pages=%v sleeps_in_section=%v", c.ID, high, sleeps)
 			}
 		}
+		// UMCG on both targets: the hand-off benchmark ran both ways and
+		// the stress really switched workers through the kernel.
+		if tp := findTest(c, "umcg", "throughput"); tp == nil || tp.Outcome != outcome.Pass ||
+			tp.Metrics["umcg_switches_per_s"] <= 0 || tp.Metrics["futex_switches_per_s"] <= 0 {
+			t.Errorf("%s: umcg throughput not measured: %+v", c.ID, tp)
+		}
+		if st := findTest(c, "umcg", "block-yield-stress"); st == nil || st.Metrics["switches"] <= 0 || st.Metrics["blocks"] <= 0 {
+			t.Errorf("%s: umcg stress ran vacuously: %+v", c.ID, st)
+		}
 		for _, f := range []string{"console.log", "events.jsonl", "qemu.cmdline", "config"} {
 			if fi, err := os.Stat(filepath.Join(dir, c.Dir, f)); err != nil || fi.Size() == 0 {
 				t.Errorf("%s: artefact %s missing or empty", c.ID, f)

@@ -73,6 +73,25 @@ func Acquire(ctx context.Context, path string) (*Lock, error) {
 	}
 }
 
+// TryAcquire takes the lock on path only if nobody holds it; ok is false
+// when it is held.
+func TryAcquire(path string) (l *Lock, ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err {
+	case nil:
+		return &Lock{f: f}, true, nil
+	case unix.EWOULDBLOCK:
+		f.Close()
+		return nil, false, nil
+	default:
+		f.Close()
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
+}
+
 // Release drops the lock.
 func (l *Lock) Release() {
 	if l != nil && l.f != nil {

@@ -101,10 +101,13 @@ type File struct {
 	Results   string        `yaml:"results"`
 	Cache     string        `yaml:"cache"`
 	Jobs      int           `yaml:"jobs"`
-	Cmdline   []string      `yaml:"cmdline"` // extra kernel args for every boot
-	Timeouts  Timeouts      `yaml:"timeouts"`
-	Dirs      Dirs          `yaml:"dirs"`
-	Cells     []Cell        `yaml:"cells"`
+	// KeepTrees bounds the patched source trees kept in the cache (2-3 GB
+	// each with their build directories); the least recently used go.
+	KeepTrees int      `yaml:"keep_trees"`
+	Cmdline   []string `yaml:"cmdline"` // extra kernel args for every boot
+	Timeouts  Timeouts `yaml:"timeouts"`
+	Dirs      Dirs     `yaml:"dirs"`
+	Cells     []Cell   `yaml:"cells"`
 }
 
 // Config is a loaded file plus where it came from.
@@ -193,6 +196,9 @@ func (c *Config) defaults() {
 	}
 	if f.Intensity == 0 {
 		f.Intensity = 1
+	}
+	if f.KeepTrees == 0 {
+		f.KeepTrees = 6
 	}
 	if f.Accel == "" {
 		f.Accel = "auto"
@@ -402,6 +408,9 @@ func (c *Config) Validate(cat Catalog) error {
 	}
 	if c.Intensity < 1 {
 		add("intensity", "intensity must be at least 1")
+	}
+	if c.KeepTrees < 1 {
+		add("keep_trees", "keep_trees must be at least 1 (the tree being built), not %d", c.KeepTrees)
 	}
 	if c.Timeouts.TCGScale < 1 {
 		add("timeouts.tcg_scale", "tcg_scale must be at least 1")

@@ -258,7 +258,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if wt != nil {
 			return wt, nil
 		}
-		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, srcLog)
+		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, p.Cfg.KeepTrees, srcLog)
 		if err != nil {
 			return nil, stageErr(StageSource, err)
 		}

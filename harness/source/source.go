@@ -11,7 +11,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/internal/proc"
@@ -218,19 +222,27 @@ func TreeDir(cacheDir, key string) string { return filepath.Join(cacheDir, "tree
 
 // Worktree returns the work tree for key (a hash over the pristine id and
 // the patches), creating a fresh checkout when it is missing or was left
-// half-made. The caller holds its lock until Release.
-func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, log io.Writer) (*Worktree, error) {
+// half-made. Before it makes one it prunes the cache to keep trees (see
+// PruneTrees; 0 keeps all). The caller holds its lock until Release.
+func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, keep int, log io.Writer) (*Worktree, error) {
 	dir := TreeDir(cacheDir, key)
 	lock, err := cache.Acquire(ctx, dir+".lock")
 	if err != nil {
 		return nil, err
 	}
 	w := &Worktree{Dir: dir, lock: lock}
+	now := time.Now()
 	if cache.Exists(filepath.Join(dir, ".kharness-ready")) {
 		w.Ready = true
+		os.Chtimes(dir, now, now) // most recently used
 		return w, nil
 	}
 	os.RemoveAll(dir)
+	if keep > 0 {
+		if _, err := PruneTrees(cacheDir, keep-1, log); err != nil {
+			fmt.Fprintf(log, "source: pruning work trees: %v\n", err)
+		}
+	}
 	fmt.Fprintf(log, "source: checking out %s %s into %s\n", p.Spec.Raw, p.Commit[:12], dir)
 	if _, err := git(ctx, "", log, "clone", "-q", "--shared", "--no-checkout", p.Repo, dir); err != nil {
 		lock.Release()
@@ -241,6 +253,62 @@ func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, log io.Wr
 		return nil, outcome.Errorf(outcome.Infra, "checkout pristine source: %w", err)
 	}
 	return w, nil
+}
+
+// PruneTrees deletes the least recently used work trees beyond keep. Each
+// tree with its build directories takes 2-3 GB, and every patch
+// combination (each mutant) makes one: without a bound a nightly matrix
+// fills the disk. A tree in use (its lock held) is never touched; a
+// deleted one is checked out again when needed, and its kernels stay
+// cached. It returns the directories it removed.
+func PruneTrees(cacheDir string, keep int, log io.Writer) ([]string, error) {
+	root := filepath.Join(cacheDir, "trees")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list work trees: %w", err)
+	}
+	type tree struct {
+		dir  string
+		used time.Time
+	}
+	var trees []tree
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		trees = append(trees, tree{filepath.Join(root, e.Name()), fi.ModTime()})
+	}
+	if len(trees) <= keep {
+		return nil, nil
+	}
+	sort.Slice(trees, func(i, j int) bool { return trees[i].used.After(trees[j].used) })
+	var removed []string
+	var errs *multierror.Error
+	for _, t := range trees[max(keep, 0):] {
+		l, ok, err := cache.TryAcquire(t.dir + ".lock")
+		if err != nil {
+			errs = multierror.Append(errs, err)
+			continue
+		}
+		if !ok {
+			continue // in use by another run
+		}
+		fmt.Fprintf(log, "source: removing least recently used work tree %s (last used %s)\n", t.dir, t.used.Format(time.RFC3339))
+		if err := os.RemoveAll(t.dir); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("remove work tree %s: %w", t.dir, err))
+		} else {
+			removed = append(removed, t.dir)
+		}
+		l.Release()
+	}
+	return removed, errs.ErrorOrNil()
 }
 
 // Git runs git in dir the way this package does (fixed identity and dates).

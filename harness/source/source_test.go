@@ -2,13 +2,16 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/outcome"
 )
 
@@ -90,7 +93,7 @@ func TestPrepareTarballIsCachedAndPristine(t *testing.T) {
 	if err != nil || p2.Commit != p1.Commit {
 		t.Fatalf("second prepare: %v, commit %s vs %s", err, p2.Commit, p1.Commit)
 	}
-	w, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), io.Discard)
+	w, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +114,66 @@ func TestPrepareTarballIsCachedAndPristine(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Release()
-	w2, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), io.Discard)
+	w2, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, io.Discard)
 	if err != nil || !w2.Ready {
 		t.Errorf("ready tree not reused: %v", err)
 	}
 	w2.Release()
+}
+
+func TestPruneTrees(t *testing.T) {
+	// Trees t0..t4, t0 the most recently used; "locked" names those held
+	// by another run.
+	cases := []struct {
+		name   string
+		keep   int
+		locked []int
+		want   []int // trees left
+	}{
+		{"under the bound", 5, nil, []int{0, 1, 2, 3, 4}},
+		{"oldest go first", 2, nil, []int{0, 1}},
+		{"keep none", 0, nil, nil},
+		{"a tree in use stays", 2, []int{4}, []int{0, 1, 4}},
+		{"in use among the newest", 1, []int{0, 3}, []int{0, 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cacheDir := t.TempDir()
+			now := time.Now()
+			dir := func(i int) string { return filepath.Join(cacheDir, "trees", fmt.Sprintf("t%d", i)) }
+			for i := 0; i < 5; i++ {
+				if err := os.MkdirAll(filepath.Join(dir(i), ".kharness-build"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(dir(i), ".kharness-build", "vmlinux"), []byte("x"), 0o644)
+				at := now.Add(-time.Duration(i) * time.Hour)
+				if err := os.Chtimes(dir(i), at, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, i := range tc.locked {
+				l, err := cache.Acquire(context.Background(), dir(i)+".lock")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Release()
+			}
+			removed, err := PruneTrees(cacheDir, tc.keep, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []int
+			for i := 0; i < 5; i++ {
+				if _, err := os.Stat(dir(i)); err == nil {
+					left = append(left, i)
+				}
+			}
+			if fmt.Sprint(left) != fmt.Sprint(tc.want) {
+				t.Errorf("trees left %v, want %v", left, tc.want)
+			}
+			if len(removed) != 5-len(tc.want) {
+				t.Errorf("removed %v, want %d trees", removed, 5-len(tc.want))
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -9,6 +10,11 @@ import (
 // code: 0 when it ran to its end (errors are in the records), 2 when it
 // could not start.
 func childMain(args []string) int {
+	// The coordinator keeps the main thread: a UMCG task that ran on it
+	// could not end its thread (Go wedges the main thread of a goroutine
+	// that exits locked to it instead of exiting it), so the kernel's exit
+	// path would never run for it.
+	runtime.LockOSThread()
 	r := &reporter{w: os.Stdout}
 	if len(args) < 1 {
 		r.Errorf("scenario child: no params")

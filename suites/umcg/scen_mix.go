@@ -119,7 +119,10 @@ func (sc *sched) signaller(stop *atomic.Bool, sent *atomic.Uint64) {
 			if rng&1 == 0 {
 				sig = unix.SIGURG
 			}
-			if unix.Tgkill(sc.pid, tids[(rng>>8)%uint64(len(tids))], sig) == nil {
+			// 32-bit arithmetic: on i386 this loop once produced an
+			// impossible uint64 remainder (index -6) under the storm.
+			i := int(uint32(rng>>40) % uint32(len(tids)))
+			if unix.Tgkill(sc.pid, tids[i], sig) == nil {
 				sent.Add(1)
 			}
 			nanosleep(int64(50_000 + rng%100_000))

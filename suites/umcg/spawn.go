@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -70,8 +71,8 @@ func runChildKill(t *suite.T, p params, killAfter, limit time.Duration) *childRe
 
 	cmd := exec.Command("/proc/self/exe", childArg, p.encode())
 	cmd.Env = childEnv(p)
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	stderr := &limitedWriter{n: 64 << 10}
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatalf("scenario %s: stdout pipe: %v", p.Scenario, err)
@@ -104,8 +105,22 @@ wait:
 		goto wait
 	case <-timeout:
 		res.hung = true
-		t.Errorf("scenario %s: child %d still running after its time limit (killed: %v): hang; its UMCG tasks:\n%s",
-			p.Scenario, cmd.Process.Pid, killAfter > 0, postMortem(cmd.Process.Pid, res.rep))
+		pm := postMortem(cmd.Process.Pid, res.rep)
+		// SIGQUIT makes the Go runtime print every goroutine (GOTRACEBACK
+		// =all): where the servers and workers are in user space, which
+		// /proc cannot tell. A runtime too wedged to print gets SIGKILL.
+		cmd.Process.Signal(syscall.SIGQUIT)
+		gone := false
+		select {
+		case err = <-exited:
+			gone = true
+		case <-time.After(5 * time.Second):
+		}
+		t.Errorf("scenario %s: child %d still running after its time limit (killed: %v): hang; its UMCG tasks:\n%s\ngoroutines (SIGQUIT):\n%s",
+			p.Scenario, cmd.Process.Pid, killAfter > 0, pm, headTail(stderr.String(), 12000, 6000))
+		if gone {
+			break
+		}
 		cmd.Process.Kill()
 		select {
 		case err = <-exited:
@@ -131,7 +146,7 @@ wait:
 	case res.hung:
 	case res.signal != 0:
 		if !p.expectSignal() {
-			t.Errorf("scenario %s: child killed by %v%s", p.Scenario, res.signal, umcgKmsg(res.kmsg))
+			t.Errorf("scenario %s: child killed by signal %d (%v)%s; stderr:\n%s", p.Scenario, int(res.signal), res.signal, umcgKmsg(res.kmsg), headTail(res.stderr, 6000, 3000))
 		}
 	case res.exitCode != 0 && errs == 0 && !p.expectExit(res.exitCode):
 		t.Errorf("scenario %s: child exited %d without reporting why; stderr:\n%s", p.Scenario, res.exitCode, headTail(res.stderr, 3000, 1500))
@@ -239,19 +254,29 @@ func postMortem(pid int, rep *childReport) string {
 	return b.String()
 }
 
-// limitedWriter keeps the first n bytes written to it.
+// limitedWriter keeps the first n bytes written to it; safe to read
+// (String) while the child still writes.
 type limitedWriter struct {
-	w io.Writer
-	n int
+	mu  sync.Mutex
+	buf bytes.Buffer
+	n   int
 }
 
 func (l *limitedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.n > 0 {
 		k := min(len(p), l.n)
-		l.w.Write(p[:k])
+		l.buf.Write(p[:k])
 		l.n -= k
 	}
 	return len(p), nil
+}
+
+func (l *limitedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // headTail keeps the start of s (where a Go panic says what happened)

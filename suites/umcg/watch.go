@@ -86,6 +86,15 @@ func (sc *sched) dump() string {
 			s.ID, s.TID(), s.T.Snapshot(), ls, st.Loops.Load(), st.Waits.Load(), st.Switches.Load(), st.Requeues.Load(),
 			st.EAGAIN.Load(), st.EINTR.Load(), st.Timeouts.Load(), st.Preempts.Load(), st.QueueLen.Load(), st.Current.Load(),
 			s.Live(), s.Exited(), threadInfo(sc.pid, s.TID()))
+		// What the server saw go wrong often explains the hang.
+		vs, total := s.Violations()
+		for i, v := range vs {
+			if i == 4 {
+				fmt.Fprintf(&b, "    ... %d violations in all\n", total)
+				break
+			}
+			fmt.Fprintf(&b, "    violation: %s\n", v)
+		}
 	}
 	for _, k := range sc.workers() {
 		ph := k.phase.Load()
