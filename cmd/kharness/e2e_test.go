@@ -412,14 +412,15 @@ func TestE2EInterrupt(t *testing.T) {
 }
 
 // ciMutants are the nightly.yaml cells CI runs: every kmap_local mutant
-// and its negative control, and three cow and uffd mutants (a
-// kernel build of ~30 s and a boot each). The nightly runs them all, and
-// the stock-kernel tearing cell, which needs two kernels of its own. The
-// umcg mutants join once the umcg suite is stable (issue 5 is open).
+// and its negative control, and three cow, uffd and umcg mutants (a
+// kernel build of ~30 s and a boot each; for umcg the wake-up ordering,
+// the list push and the pin release). The nightly runs them all, and
+// the stock-kernel tearing cell, which needs two kernels of its own.
 var ciMutants = []string{
 	"kmap-*",
 	"cow-no-early-copy", "cow-wp-reuse-mapcount", "cow-tearing-no-flush",
 	"uffd-wake-range-off-by-one", "uffd-mfill-retry-src", "uffd-move-keep-src",
+	"umcg-wake-before-enqueue", "umcg-push-no-cmpxchg", "umcg-pin-leak-on-block",
 }
 
 // TestE2EMutants runs mutant cells of nightly.yaml at CI duration (the
@@ -448,7 +449,7 @@ func TestE2EMutants(t *testing.T) {
 			}
 		}
 	}
-	for _, family := range []string{"kmap", "cow", "uffd"} {
+	for _, family := range []string{"kmap", "cow", "uffd", "umcg"} {
 		if mutants[family] < 3 {
 			t.Errorf("only %d %s mutant cells", mutants[family], family)
 		}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
 	"runtime"
 	"runtime/debug"
 )
@@ -33,10 +37,18 @@ func childMain(args []string) int {
 		r.Errorf("unknown scenario %q", p.Scenario)
 		return 2
 	}
-	if err := run(r, p); err != nil {
+	err = run(r, p)
+	if err != nil {
 		r.Errorf("scenario %s: %v", p.Scenario, err)
 	}
 	r.emit(record{Kind: recDone})
+	if errors.Is(err, errHang) {
+		// Where every goroutine is in user space (the parent logs
+		// stderr): the Go runtime prints them on SIGQUIT without a
+		// stop-the-world, which a descheduled worker could block.
+		unix.Kill(os.Getpid(), unix.SIGQUIT)
+		time.Sleep(5 * time.Second)
+	}
 	if r.Failed() {
 		return 1
 	}

@@ -238,3 +238,18 @@ func TestReportTexts(t *testing.T) {
 		t.Errorf("signal code: %q", s)
 	}
 }
+
+func TestStatTimes(t *testing.T) {
+	for _, tc := range []struct {
+		stat      string
+		user, sys uint64
+	}{
+		{"61 (umcg) R 46 46 1 0 -1 4194368 17 0 0 0 731 42 0 0 20 0 40 0 300 0 0", 731, 42},
+		{"61 (a b) c) S 1 1 1 0 -1 0 0 0 0 0 5 6 0 0", 5, 6},
+		{"garbage", 0, 0},
+	} {
+		if u, s := statTimes(tc.stat); u != tc.user || s != tc.sys {
+			t.Errorf("statTimes(%q) = %d, %d; want %d, %d", tc.stat, u, s, tc.user, tc.sys)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // threadInfo describes a thread for a hang report: its scheduler state
@@ -15,7 +16,17 @@ func threadInfo(pid, tid int) string {
 	if err != nil {
 		return fmt.Sprintf("tid %d: gone (%v)", tid, err)
 	}
-	out := fmt.Sprintf("tid %d sched-state %s", tid, statState(string(stat)))
+	state := statState(string(stat))
+	out := fmt.Sprintf("tid %d sched-state %s", tid, state)
+	if state == "R" {
+		// Running for good is a spin: in user space or in the kernel?
+		u0, s0 := statTimes(string(stat))
+		time.Sleep(200 * time.Millisecond)
+		if again, err := os.ReadFile(dir + "stat"); err == nil {
+			u1, s1 := statTimes(string(again))
+			out += fmt.Sprintf(" cpu over 200ms: user %d kernel %d ticks", u1-u0, s1-s0)
+		}
+	}
 	if w, err := os.ReadFile(dir + "wchan"); err == nil && len(w) > 0 && string(w) != "0" {
 		out += " wchan " + string(w)
 	}
@@ -51,6 +62,21 @@ func threadStates(pid int) map[int]string {
 
 // statState is the state letter of a /proc/.../stat line, "tid (comm) S
 // ...": it follows the last ')' (comm may contain anything).
+// statTimes is utime and stime (clock ticks) from a stat line.
+func statTimes(stat string) (user, sys uint64) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is the state (field 3); utime and stime are fields 14 and 15.
+	if len(f) > 12 {
+		fmt.Sscan(f[11], &user)
+		fmt.Sscan(f[12], &sys)
+	}
+	return user, sys
+}
+
 func statState(stat string) string {
 	if i := strings.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
 		return stat[i+2 : i+3]

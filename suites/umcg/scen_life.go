@@ -37,10 +37,15 @@ func scenarioLifecycle(r *reporter, p params) error {
 			}
 		}
 	}
-	if err := sc.run(nil); err != nil {
+	var h helpers
+	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
+	err = sc.run(nil)
+	h.end()
+	if err != nil {
 		return err
 	}
 	sc.check()
+	h.report(r)
 	var exits, unregs, rejoins, forks uint64
 	all := sc.all()
 	for _, k := range all {

@@ -46,6 +46,7 @@ func scenarioMix(r *reporter, p params) error {
 		}
 	}
 	var h helpers
+	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
 	if p.Signals {
 		h.start(func(stop *atomic.Bool) { sc.signaller(stop, &h.signals) })
 	}
@@ -58,6 +59,7 @@ func scenarioMix(r *reporter, p params) error {
 		return err
 	}
 	sc.check()
+	h.report(r)
 	if p.Signals {
 		r.Metric("signals_sent", float64(h.signals.Load()))
 	}
@@ -76,6 +78,17 @@ type helpers struct {
 	wg      sync.WaitGroup
 	signals atomic.Uint64
 	forks   atomic.Uint64
+
+	bystanderRounds, bystanderBad atomic.Uint64
+}
+
+// report records the bystander's checks; a corrupted result fails the
+// scenario.
+func (h *helpers) report(r *reporter) {
+	r.Metric("bystander_rounds", float64(h.bystanderRounds.Load()))
+	if n := h.bystanderBad.Load(); n > 0 {
+		r.Errorf("register state of a non-UMCG thread corrupted %d times in %d rounds (FPU/SSE/MMX state lost across a context switch)", n, h.bystanderRounds.Load())
+	}
 }
 
 func (h *helpers) start(f func(stop *atomic.Bool)) {

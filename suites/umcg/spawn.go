@@ -154,7 +154,7 @@ wait:
 		t.Errorf("scenario %s: child exited 0 before its end record", p.Scenario)
 	}
 	if errs > 0 && res.stderr != "" {
-		t.Logf("child stderr:\n%s", headTail(res.stderr, 3000, 1500))
+		t.Logf("child stderr:\n%s", headTail(res.stderr, 16000, 4000))
 	}
 	if pinErr == nil {
 		excess, taken, err := pinLeak(base, 2*time.Second)

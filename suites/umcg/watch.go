@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -17,6 +18,10 @@ import (
 //   - a server asleep in umcg_wait (state exactly RUNNABLE: the kernel
 //     cleared COND_WAIT) while its runnable list is not empty, seen over
 //     300 ms without the server looping: the lost wakeup of race R2.
+//
+// errHang marks a watchdog verdict: no progress.
+var errHang = errors.New("hang")
+
 func (sc *sched) watch(now time.Time) error {
 	for _, k := range sc.workers() {
 		ph := k.phase.Load()
@@ -30,8 +35,8 @@ func (sc *sched) watch(now time.Time) error {
 			continue
 		}
 		if now.Sub(k.mark.at) > sc.p.Stall {
-			return fmt.Errorf("hang: worker %d (server %d) made no progress for %s, phase %s, last op %s: %s\n%s",
-				k.id, k.srv.s.ID, now.Sub(k.mark.at).Round(time.Millisecond), phaseNames[ph], opName(int(k.lastOp.Load())),
+			return fmt.Errorf("%w: worker %d (server %d) made no progress for %s, phase %s, last op %s: %s\n%s",
+				errHang, k.id, k.srv.s.ID, now.Sub(k.mark.at).Round(time.Millisecond), phaseNames[ph], opName(int(k.lastOp.Load())),
 				k.w.T.Snapshot(), sc.dump())
 		}
 	}
