@@ -26,19 +26,17 @@ func bystander(stop *atomic.Bool, rounds, bad *atomic.Uint64) {
 			bad.Add(1)
 		}
 		rounds.Add(1)
-		if n%8 == 0 {
-			nanosleep(50_000) // voluntary switches too
-		}
+		nanosleep(200_000) // voluntary switches too, and CPU left to the workers
 	}
 }
 
-// fpRound is long enough (a few ms under TCG) to be preempted in the
-// middle, with its state live in registers.
+// fpRound is long enough (about a millisecond under TCG) to be
+// preempted in the middle, with its state live in registers.
 //
 //go:noinline
 func fpRound(seed int64) float64 {
 	a := float64(seed)
-	for i := int64(0); i < 20000; i++ {
+	for i := int64(0); i < 5000; i++ {
 		a = a*1.0000001 + float64(i&1023)*0.5
 		if a > 1e12 {
 			a -= 1e12

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -251,5 +253,41 @@ func TestStatTimes(t *testing.T) {
 		if u, s := statTimes(tc.stat); u != tc.user || s != tc.sys {
 			t.Errorf("statTimes(%q) = %d, %d; want %d, %d", tc.stat, u, s, tc.user, tc.sys)
 		}
+	}
+}
+
+// TestPCOfSpinningThread samples a thread of a child process that spins
+// in a known function and expects that function's name (ptrace cannot
+// stop a thread of the tracer's own process).
+func TestPCOfSpinningThread(t *testing.T) {
+	if os.Getenv("KHARNESS_PCTEST_SPIN") != "" {
+		spinForPCTest()
+	}
+	if os.Getuid() != 0 {
+		t.Skip("ptrace of another process needs root here")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPCOfSpinningThread$")
+	cmd.Env = append(os.Environ(), "KHARNESS_PCTEST_SPIN=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	var samples []string
+	for tid, st := range threadStates(cmd.Process.Pid) {
+		if st == "R" {
+			s := pcOf(tid)
+			samples = append(samples, s)
+			if strings.Contains(s, "spinForPCTest") {
+				return
+			}
+		}
+	}
+	t.Errorf("no running thread of the child sampled in spinForPCTest: %q", samples)
+}
+
+//go:noinline
+func spinForPCTest() {
+	for x := 0; ; x++ {
 	}
 }

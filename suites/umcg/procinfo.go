@@ -26,6 +26,9 @@ func threadInfo(pid, tid int) string {
 			u1, s1 := statTimes(string(again))
 			out += fmt.Sprintf(" cpu over 200ms: user %d kernel %d ticks", u1-u0, s1-s0)
 		}
+		for i := 0; i < 3; i++ {
+			out += "; " + pcOf(tid)
+		}
 	}
 	if w, err := os.ReadFile(dir + "wchan"); err == nil && len(w) > 0 && string(w) != "0" {
 		out += " wchan " + string(w)
