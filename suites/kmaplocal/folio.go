@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kharness/kharness/suites/internal/uffd"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
 
@@ -160,7 +161,7 @@ func (c *tcase) folioWorker(id, cpu, size, pmd int, k *counter, hm *lockedHighme
 				b := a + rng.IntN(n-a+1)
 				_, err = preadvFull(fd, [][]byte{buf[:a], buf[a:b], buf[b:n]}, int64(off))
 			} else {
-				err = preadFull(fd, buf[:n], int64(off))
+				err = uffd.PreadFull(fd, buf[:n], int64(off))
 			}
 			if err != nil {
 				c.fail("%s: cpu=%d depth=1 page=%d: %s [%d,+%d): %v", c.name, cpu, off/pageSize, how, off, n, err)
@@ -177,7 +178,7 @@ func (c *tcase) folioWorker(id, cpu, size, pmd int, k *counter, hm *lockedHighme
 			c.sampleFolios(f, size, pmd, k, hm)
 		}
 	}
-	if err := preadFull(fd, buf, 0); err != nil || !bytes.Equal(buf, model) {
+	if err := uffd.PreadFull(fd, buf, 0); err != nil || !bytes.Equal(buf, model) {
 		d := max(diffIndex(buf, model), 0)
 		c.fail("%s: cpu=%d depth=1 page=%d: final full read differs from the model at offset %d (err %v)", c.name, cpu, d/pageSize, d, err)
 	}

@@ -16,25 +16,6 @@ import (
 	"github.com/kharness/kharness/suites/internal/uffd"
 )
 
-// preadFull is pread that finishes short reads (a read interrupted after
-// a partial copy is legal, and must not be mistaken for corruption).
-func preadFull(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pread(fd, b, off)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("EOF at offset %d", off)
-		}
-		b, off = b[n:], off+int64(n)
-	}
-	return nil
-}
-
 // tmpfsFile writes data to dir/name and opens it read-only.
 func tmpfsFile(dir, name string, data []byte) (*os.File, error) {
 	p := filepath.Join(dir, name)
@@ -82,7 +63,7 @@ func (c *tcase) fileChurn(id, cpu int, f *os.File, data []byte, stop <-chan stru
 		}
 		off := rng.IntN(len(data))
 		n := 1 + rng.IntN(len(data)-off)
-		if err := preadFull(int(f.Fd()), buf[:n], int64(off)); err != nil {
+		if err := uffd.PreadFull(int(f.Fd()), buf[:n], int64(off)); err != nil {
 			c.fail("%s: churn cpu=%d depth=1 page=%d: pread %s: %v", c.name, cpu, off/pageSize, f.Name(), err)
 			continue
 		}
@@ -237,7 +218,7 @@ func uffdReadTmpfs(c *tcase) {
 			}
 			before := faults.Load()
 			c.inflight.begin(0, fmt.Sprintf("pread(A, buf+%#x, %d, %d)", boff, cnt, foff))
-			err := preadFull(int(fa.Fd()), rbuf[boff:boff+cnt], int64(foff))
+			err := uffd.PreadFull(int(fa.Fd()), rbuf[boff:boff+cnt], int64(foff))
 			c.inflight.end(0)
 			if err != nil {
 				c.fail("%s: cpu=%d depth=1 page=%d: pread A into the registered buffer: %v", c.name, home, foff/pageSize, err)
@@ -462,7 +443,7 @@ func copySource(variant string, ff *os.File, size int, srcFD *uffd.FD) (src, wan
 			return nil, nil, err
 		}
 		want = make([]byte, size)
-		if err := preadFull(int(ff.Fd()), want, 0); err != nil {
+		if err := uffd.PreadFull(int(ff.Fd()), want, 0); err != nil {
 			unix.Munmap(src)
 			return nil, nil, err
 		}

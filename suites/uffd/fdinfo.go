@@ -125,9 +125,9 @@ func fdinfoCounts(c *tcase) {
 	_, err = f.Register(buf.addr(), uintptr(buf.n), uffd.ModeMissing)
 	c.check(err, "register")
 	src := c.anon(1)
-	r0 := c.start("reader of page 0", func() error { return preadFull(fd, buf.page(0), 0) })
+	r0 := c.start("reader of page 0", func() error { return uffd.PreadFull(fd, buf.page(0), 0) })
 	c.counts(f, 1, 1, "with one pread() blocked and its fault unread")
-	r1 := c.start("reader of page 1", func() error { return preadFull(fd, buf.page(1), int64(pageSize)) })
+	r1 := c.start("reader of page 1", func() error { return uffd.PreadFull(fd, buf.page(1), int64(pageSize)) })
 	c.counts(f, 2, 2, "with two faults unread")
 
 	seen := map[uint64]uffd.Msg{}
@@ -172,7 +172,7 @@ func fdinfoCounts(c *tcase) {
 
 	// A fault read and then woken without being resolved leaves the
 	// queues too: the waiter faults again and is pending once more.
-	r2 := c.start("reader of page 2", func() error { return preadFull(fd, buf.page(2), 0) })
+	r2 := c.start("reader of page 2", func() error { return uffd.PreadFull(fd, buf.page(2), 0) })
 	m = c.read(f, "the fault on page 2")
 	c.checkFault(m, buf.pageAddr(2), uffd.PagefaultFlagWrite, "pread() into page 2")
 	c.counts(f, 0, 1, "with the fault on page 2 read")

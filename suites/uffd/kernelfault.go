@@ -31,7 +31,7 @@ func kernelModeFault(c *tcase) {
 	buf := c.anon(pages)
 	_, err := f.Register(buf.addr(), uintptr(buf.n), uffd.ModeMissing)
 	c.check(err, "register")
-	rd := c.start("pread into the registered buffer", func() error { return preadFull(fd, buf.bytes(), 0) })
+	rd := c.start("pread into the registered buffer", func() error { return uffd.PreadFull(fd, buf.bytes(), 0) })
 	for p := 0; p < pages; p++ {
 		m := c.read(f, "the pread's next fault")
 		c.checkFault(m, buf.pageAddr(p), uffd.PagefaultFlagWrite, "copy_to_user in pread")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -87,25 +86,4 @@ func (c *tcase) stillBlocked(why string, ths ...*thread) bool {
 		}
 	}
 	return ok
-}
-
-// preadFull fills b from fd at off, finishing short reads and retrying
-// EINTR. A kernel-mode fault on userfaultfd memory happens inside this
-// system call: the goroutine is in a system call, the runtime neither
-// preempts nor signals it, and the kernel reports the fault exactly once.
-func preadFull(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pread(fd, b, off)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("pread %d bytes at %d: %w", len(b), off, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("pread at %d: unexpected EOF", off)
-		}
-		b, off = b[n:], off+int64(n)
-	}
-	return nil
 }

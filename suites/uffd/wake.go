@@ -39,7 +39,7 @@ func wakeRanges(c *tcase) {
 	for _, p := range []int{1, 2, 3} {
 		p := p
 		w[p] = c.start(fmt.Sprintf("pread into page %d", p), func() error {
-			return preadFull(fd, buf.page(p), int64(p*pageSize))
+			return uffd.PreadFull(fd, buf.page(p), int64(p*pageSize))
 		})
 	}
 	got := map[uint64]int{}

@@ -89,7 +89,7 @@ func writeProtect(c *tcase) {
 	data := pattern(pageSize, 0x93)
 	fd := c.memfd("wp", data)
 	c.check(f.WriteProtect(buf.pageAddr(0), ps, uffd.WriteProtectModeWP), "protect page 0 again")
-	wr2 := c.start("pread into the protected page", func() error { return preadFull(fd, buf.page(0), 0) })
+	wr2 := c.start("pread into the protected page", func() error { return uffd.PreadFull(fd, buf.page(0), 0) })
 	m = c.read(f, "the pread's write-protect fault")
 	c.checkFault(m, buf.pageAddr(0), uffd.PagefaultFlagWrite|uffd.PagefaultFlagWP, "pread into a protected page")
 	c.check(f.WriteProtect(buf.pageAddr(0), ps, uffd.WriteProtectModeDontWake), "unprotect with DONTWAKE")

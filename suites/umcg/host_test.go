@@ -276,7 +276,7 @@ func TestPCOfSpinningThread(t *testing.T) {
 	var samples []string
 	for tid, st := range threadStates(cmd.Process.Pid) {
 		if st == "R" {
-			s := pcOf(tid)
+			s := pcSamples(tid, 2)
 			samples = append(samples, s)
 			if strings.Contains(s, "spinForPCTest") {
 				return

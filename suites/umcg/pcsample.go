@@ -5,43 +5,59 @@ import (
 	"debug/gosym"
 	"fmt"
 	"runtime"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// pcOf stops thread tid of a hung child for an instant (PTRACE_SEIZE +
-// PTRACE_INTERRUPT), reads its user-space program counter and lets it go:
-// for a thread that spins in user space, the function it spins in, which
-// nothing in /proc tells. The child runs this same executable, so its
-// symbol table resolves the address.
-func pcOf(tid int) string {
+// pcSamples stops thread tid of a hung child n times, 20 ms apart
+// (PTRACE_SEIZE, then PTRACE_INTERRUPT each time), reads its user-space
+// program counter and lets it go: for a thread that spins in user space,
+// the functions it spins in, which nothing in /proc tells. The child runs
+// this same executable, so its symbol table resolves the addresses.
+func pcSamples(tid, n int) string {
 	runtime.LockOSThread() // ptrace requests must come from the tracer thread
 	defer runtime.UnlockOSThread()
 	if err := unix.PtraceSeize(tid); err != nil {
 		return fmt.Sprintf("(ptrace: %v)", err)
 	}
 	defer unix.PtraceDetach(tid)
-	if err := unix.PtraceInterrupt(tid); err != nil {
-		return fmt.Sprintf("(ptrace interrupt: %v)", err)
+	var pcs []uint64
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := unix.PtraceInterrupt(tid); err != nil {
+			return fmt.Sprintf("(ptrace interrupt: %v)", err)
+		}
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+			return fmt.Sprintf("(wait: %v)", err)
+		}
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(tid, &regs); err != nil {
+			return fmt.Sprintf("(regs: %v)", err)
+		}
+		pcs = append(pcs, uint64(regs.PC()))
+		if err := unix.PtraceCont(tid, 0); err != nil {
+			return fmt.Sprintf("(ptrace cont: %v)", err)
+		}
 	}
-	var ws unix.WaitStatus
-	if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
-		return fmt.Sprintf("(wait: %v)", err)
+	t, err := readSelfTable()
+	var out []string
+	for _, pc := range pcs {
+		if err != nil {
+			out = append(out, fmt.Sprintf("pc %#x (%v)", pc, err))
+			continue
+		}
+		out = append(out, fmt.Sprintf("pc %#x %s", pc, symbolize(t, pc)))
 	}
-	var regs unix.PtraceRegs
-	if err := unix.PtraceGetRegs(tid, &regs); err != nil {
-		return fmt.Sprintf("(regs: %v)", err)
-	}
-	pc := uint64(regs.PC())
-	return fmt.Sprintf("pc %#x %s", pc, symbolize(pc))
+	return strings.Join(out, "; ")
 }
 
-// symbolize names the function and line of pc in this executable.
-func symbolize(pc uint64) string {
-	t, err := readSelfTable()
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
+// symbolize names the function and line of pc.
+func symbolize(t *gosym.Table, pc uint64) string {
 	file, line, fn := t.PCToLine(pc)
 	if fn == nil {
 		return "(not Go code)"

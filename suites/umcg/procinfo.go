@@ -26,8 +26,10 @@ func threadInfo(pid, tid int) string {
 			u1, s1 := statTimes(string(again))
 			out += fmt.Sprintf(" cpu over 200ms: user %d kernel %d ticks", u1-u0, s1-s0)
 		}
-		for i := 0; i < 3; i++ {
-			out += "; " + pcOf(tid)
+		// ptrace cannot stop a thread of its own process: only the
+		// parent's post-mortem of a child samples the PC.
+		if pid != os.Getpid() {
+			out += "; " + pcSamples(tid, 3)
 		}
 	}
 	if w, err := os.ReadFile(dir + "wchan"); err == nil && len(w) > 0 && string(w) != "0" {

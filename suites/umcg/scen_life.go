@@ -26,19 +26,11 @@ func scenarioLifecycle(r *reporter, p params) error {
 	}
 	sc.replace = true
 	body := mixRound(opMix("lifecycle"))
-	for i := 0; i < p.Servers; i++ {
-		c, err := sc.addServer(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick})
-		if err != nil {
-			return err
-		}
-		for j := 0; j < p.Workers; j++ {
-			if _, err := sc.addWorker(c, body); err != nil {
-				return err
-			}
-		}
+	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick}, body); err != nil {
+		return err
 	}
 	var h helpers
-	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
+	h.startBystander()
 	err = sc.run(nil)
 	h.end()
 	if err != nil {

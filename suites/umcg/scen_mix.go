@@ -24,16 +24,8 @@ func scenarioMix(r *reporter, p params) error {
 		return err
 	}
 	body := mixRound(opMix(p.Ops))
-	for i := 0; i < p.Servers; i++ {
-		c, err := sc.addServer(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick})
-		if err != nil {
-			return err
-		}
-		for j := 0; j < p.Workers; j++ {
-			if _, err := sc.addWorker(c, body); err != nil {
-				return err
-			}
-		}
+	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick}, body); err != nil {
+		return err
 	}
 	if p.Solo {
 		// No timeout: nothing but the kernel's wakeups gets it going.
@@ -46,7 +38,7 @@ func scenarioMix(r *reporter, p params) error {
 		}
 	}
 	var h helpers
-	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
+	h.startBystander()
 	if p.Signals {
 		h.start(func(stop *atomic.Bool) { sc.signaller(stop, &h.signals) })
 	}
@@ -80,6 +72,11 @@ type helpers struct {
 	forks   atomic.Uint64
 
 	bystanderRounds, bystanderBad atomic.Uint64
+}
+
+// startBystander starts the register-state checker (see bystander).
+func (h *helpers) startBystander() {
+	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
 }
 
 // report records the bystander's checks; a corrupted result fails the

@@ -31,16 +31,8 @@ func scenarioPreempt(r *reporter, p params) error {
 		return mix(k)
 	}
 	cfg := umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick, Preempt: true, PreemptMarkedOnly: true}
-	for i := 0; i < p.Servers; i++ {
-		c, err := sc.addServer(cfg)
-		if err != nil {
-			return err
-		}
-		for j := 0; j < p.Workers; j++ {
-			if _, err := sc.addWorker(c, body); err != nil {
-				return err
-			}
-		}
+	if err := sc.addPool(cfg, body); err != nil {
+		return err
 	}
 	if err := sc.run(nil); err != nil {
 		return err

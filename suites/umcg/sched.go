@@ -163,6 +163,23 @@ func (sc *sched) addServer(cfg umcg.ServerConfig) (*srvCtx, error) {
 }
 
 // addWorker creates a worker of c with its echo thread and starts it.
+// addPool adds p.Servers servers configured by cfg, with p.Workers
+// workers running body each.
+func (sc *sched) addPool(cfg umcg.ServerConfig, body func(*wkCtx) bool) error {
+	for i := 0; i < sc.p.Servers; i++ {
+		c, err := sc.addServer(cfg)
+		if err != nil {
+			return err
+		}
+		for j := 0; j < sc.p.Workers; j++ {
+			if _, err := sc.addWorker(c, body); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (sc *sched) addWorker(c *srvCtx, body func(*wkCtx) bool) (*wkCtx, error) {
 	sc.wkMu.Lock()
 	defer sc.wkMu.Unlock()

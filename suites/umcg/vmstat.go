@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/kharness/kharness/suites/internal/gup"
 )
 
 // The pin-leak oracle: /proc/vmstat nr_foll_pin_acquired and
@@ -21,50 +18,31 @@ type pins struct{ acquired, released int64 }
 
 func (p pins) held() int64 { return p.acquired - p.released }
 
-// readPins reads the counters after folding the per-CPU deltas (they are
-// node stats with per-CPU thresholds: without /proc/sys/vm/stat_refresh
-// two reads disagree by more than a test pins).
+// readPins reads the counters after folding the per-CPU deltas (see
+// gup.ReadVMStat).
 func readPins() (pins, error) {
-	if err := os.WriteFile("/proc/sys/vm/stat_refresh", []byte("1\n"), 0); err != nil && !os.IsNotExist(err) {
-		return pins{}, fmt.Errorf("stat_refresh: %w", err)
-	}
-	data, err := os.ReadFile("/proc/vmstat")
+	v, err := gup.ReadVMStat(true)
 	if err != nil {
-		return pins{}, fmt.Errorf("vmstat: %w", err)
+		return pins{}, err
 	}
-	return parsePins(data)
+	return pinsOf(v)
 }
 
-// parsePins picks the two counters out of /proc/vmstat.
+// parsePins picks the two counters out of /proc/vmstat's text.
 func parsePins(data []byte) (pins, error) {
-	var p pins
-	var seen int
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		var dst *int64
-		switch f[0] {
-		case "nr_foll_pin_acquired":
-			dst = &p.acquired
-		case "nr_foll_pin_released":
-			dst = &p.released
-		default:
-			continue
-		}
-		v, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			return pins{}, fmt.Errorf("vmstat %s: %w", f[0], err)
-		}
-		*dst = v
-		seen++
+	v, err := gup.ParseVMStat(data)
+	if err != nil {
+		return pins{}, err
 	}
-	if seen != 2 {
-		return pins{}, fmt.Errorf("vmstat: nr_foll_pin_acquired/released missing")
+	return pinsOf(v)
+}
+
+func pinsOf(v gup.VMStat) (pins, error) {
+	a, r, ok := v.Pins()
+	if !ok {
+		return pins{}, fmt.Errorf("vmstat: %s/%s missing", gup.PinAcquired, gup.PinReleased)
 	}
-	return p, nil
+	return pins{a, r}, nil
 }
 
 // pinLeak waits up to limit for the pins held to come back to base.held()

@@ -463,3 +463,25 @@ func done(op string, addr, length uint64, out int64, err error) (int64, error) {
 // IsExist reports whether err says the target page was already mapped —
 // what a handler racing another handler for the same fault sees.
 func IsExist(err error) bool { return errors.Is(err, unix.EEXIST) }
+
+// PreadFull fills b from fd at off, finishing short reads (legal after a
+// partial copy, and not corruption) and retrying EINTR. A kernel-mode
+// fault on userfaultfd memory in b happens inside this system call: the
+// goroutine is in a system call, the runtime neither preempts nor signals
+// it, and the kernel reports the fault exactly once.
+func PreadFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pread(fd, b, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("pread %d bytes at %d: %w", len(b), off, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("pread at %d: unexpected EOF", off)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
