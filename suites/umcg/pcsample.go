@@ -22,10 +22,23 @@ func pcSamples(tid, n int) string {
 	if err := unix.PtraceSeize(tid); err != nil {
 		return fmt.Sprintf("(ptrace: %v)", err)
 	}
-	defer unix.PtraceDetach(tid)
+	defer func() {
+		if unix.PtraceDetach(tid) != nil {
+			// Left running by an error between samples: stop it first.
+			var ws unix.WaitStatus
+			unix.PtraceInterrupt(tid)
+			unix.Wait4(tid, &ws, unix.WALL, nil)
+			unix.PtraceDetach(tid)
+		}
+	}()
 	var pcs []uint64
+	// Detach needs a stopped tracee (a thread left traced would keep its
+	// process from being reaped): resume only between samples.
 	for i := 0; i < n; i++ {
 		if i > 0 {
+			if err := unix.PtraceCont(tid, 0); err != nil {
+				return fmt.Sprintf("(ptrace cont: %v)", err)
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err := unix.PtraceInterrupt(tid); err != nil {
@@ -40,9 +53,6 @@ func pcSamples(tid, n int) string {
 			return fmt.Sprintf("(regs: %v)", err)
 		}
 		pcs = append(pcs, uint64(regs.PC()))
-		if err := unix.PtraceCont(tid, 0); err != nil {
-			return fmt.Sprintf("(ptrace cont: %v)", err)
-		}
 	}
 	t, err := readSelfTable()
 	var out []string
