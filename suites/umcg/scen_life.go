@@ -50,15 +50,17 @@ func scenarioLifecycle(r *reporter, p params) error {
 		rejoins += k.rejoins.Load()
 		forks += k.forks.Load()
 	}
-	var departed uint64
+	var departed, inWait uint64
 	for _, c := range sc.srvs {
 		departed += c.s.Stats.Departed.Load()
+		inWait += c.s.Stats.LeftInWait.Load()
 	}
 	r.Metric("thread_exits_registered", float64(exits))
+	r.Metric("left_between_pick_and_wait", float64(inWait))
 	r.Metric("final_unregisters", float64(unregs))
 	r.Metric("departed", float64(departed))
-	r.Logf("%d workers in all: %d ended their thread while registered, %d unregistered early for good, %d rejoins, %d forks; servers saw %d departures",
-		len(all), exits, unregs, rejoins, forks, departed)
+	r.Logf("%d workers in all: %d ended their thread while registered, %d unregistered early for good, %d rejoins, %d forks; servers saw %d departures (%d of them only as ESRCH from umcg_wait)",
+		len(all), exits, unregs, rejoins, forks, departed, inWait)
 	r.Metric("workers", float64(len(all)))
 	if int(departed) != len(all) {
 		r.Errorf("servers saw %d workers depart for good, %d workers ran", departed, len(all))

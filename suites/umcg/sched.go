@@ -428,6 +428,9 @@ func (sc *sched) run(tick func(now time.Time)) error {
 		}
 		close(closed)
 	}()
+	// Every worker has left: a server that still waits after the stall
+	// limit missed a departure (its count of live workers is off), so
+	// the wait is the watchdog's, not the run's.
 	if err := sc.waitUntil(func() bool {
 		select {
 		case <-closed:
@@ -435,7 +438,7 @@ func (sc *sched) run(tick func(now time.Time)) error {
 		default:
 			return false
 		}
-	}, "servers exit"); err != nil {
+	}, "servers exit", sc.p.Stall); err != nil {
 		return err
 	}
 	sc.closeEchoes()
@@ -479,20 +482,19 @@ func (sc *sched) waitPhase(ok func(*wkCtx) bool, what string) error {
 			}
 		}
 		return true
-	}, what)
+	}, what, sc.p.Stall+sc.p.Dur)
 }
 
-// waitUntil polls cond while the watchdog runs, for at most the stall
-// limit plus the run's duration.
-func (sc *sched) waitUntil(cond func() bool, what string) error {
-	deadline := time.Now().Add(sc.p.Stall + sc.p.Dur)
+// waitUntil polls cond while the watchdog runs, for at most limit.
+func (sc *sched) waitUntil(cond func() bool, what string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		now := time.Now()
 		if err := sc.watch(now); err != nil {
 			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		if now.After(deadline) {
-			return fmt.Errorf("waiting for %s: still not there after %s:\n%s", what, sc.p.Stall+sc.p.Dur, sc.dump())
+			return fmt.Errorf("%w: waiting for %s: still not there after %s:\n%s", errHang, what, limit, sc.dump())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

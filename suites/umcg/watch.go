@@ -103,8 +103,8 @@ func (sc *sched) dump() string {
 	}
 	for _, k := range sc.workers() {
 		ph := k.phase.Load()
-		fmt.Fprintf(&b, "  worker %d (server %d) tid %d phase %s progress %d last op %s: %s",
-			k.id, k.srv.s.ID, k.w.TID(), phaseNames[ph], k.progress.Load(), opName(int(k.lastOp.Load())), k.w.T.Snapshot())
+		fmt.Fprintf(&b, "  worker %d (server %d) tid %d phase %s progress %d last op %s departed %v: %s",
+			k.id, k.srv.s.ID, k.w.TID(), phaseNames[ph], k.progress.Load(), opName(int(k.lastOp.Load())), k.w.Departed(), k.w.T.Snapshot())
 		if ph == phRunning || ph == phRegistering {
 			fmt.Fprintf(&b, "; %s", threadInfo(sc.pid, k.w.TID()))
 		}

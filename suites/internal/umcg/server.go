@@ -31,24 +31,28 @@ type ServerConfig struct {
 // ServerStats are a server's counters; they are updated with atomics and
 // can be read while it runs.
 type ServerStats struct {
-	Loops     atomic.Uint64 // iterations of the server loop
-	Waits     atomic.Uint64 // umcg_wait calls
-	Switches  atomic.Uint64 // next_tid values the kernel consumed
-	Requeues  atomic.Uint64 // next_tid not consumed, worker put back
-	Popped    atomic.Uint64 // workers taken off the runnable list
-	Idle      atomic.Uint64 // waits with nobody to run
-	EAGAIN    atomic.Uint64
-	EINTR     atomic.Uint64
-	ESRCH     atomic.Uint64 // next_tid named no UMCG task (the running worker left)
-	Timeouts  atomic.Uint64
-	Preempts  atomic.Uint64 // TF_PREEMPT set and kick sent
-	KickErrs  atomic.Uint64 // umcg_kick failed (the worker left meanwhile)
-	Departed  atomic.Uint64 // final workers seen NONE
-	Refusals  atomic.Uint64 // next_tid refused with EAGAIN
-	Rejoins   atomic.Uint64 // non-final workers seen NONE (they register again)
-	QueueLen  atomic.Int32  // current length of the local queue
-	Current   atomic.Int32  // ID of the current worker, -1 if none
-	LastError atomic.Int32  // errno of the last unexpected umcg_wait error
+	Loops    atomic.Uint64 // iterations of the server loop
+	Waits    atomic.Uint64 // umcg_wait calls
+	Switches atomic.Uint64 // next_tid values the kernel consumed
+	Requeues atomic.Uint64 // next_tid not consumed, worker put back
+	Popped   atomic.Uint64 // workers taken off the runnable list
+	Idle     atomic.Uint64 // waits with nobody to run
+	EAGAIN   atomic.Uint64
+	EINTR    atomic.Uint64
+	ESRCH    atomic.Uint64 // next_tid named no UMCG task (the running worker left)
+	Timeouts atomic.Uint64
+	Preempts atomic.Uint64 // TF_PREEMPT set and kick sent
+	KickErrs atomic.Uint64 // umcg_kick failed (the worker left meanwhile)
+	Departed atomic.Uint64 // final workers seen NONE
+	Refusals atomic.Uint64 // next_tid refused with EAGAIN
+	Rejoins  atomic.Uint64 // non-final workers seen NONE (they register again)
+	// LeftInWait counts running workers that left between pick and
+	// umcg_wait (ESRCH for next_tid|TID_RUNNING): the race a server
+	// must not lose a departure to.
+	LeftInWait atomic.Uint64
+	QueueLen   atomic.Int32 // current length of the local queue
+	Current    atomic.Int32 // ID of the current worker, -1 if none
+	LastError  atomic.Int32 // errno of the last unexpected umcg_wait error
 }
 
 // Server is one UMCG server: a slot, the locked thread that runs Run,
@@ -279,13 +283,7 @@ func (s *Server) pick() {
 			}
 			return
 		case StateOf(st) == StateNone:
-			if w.final.Load() {
-				s.Stats.Departed.Add(1)
-				s.live.Add(-1)
-				w.departed.Store(true)
-			} else {
-				s.Stats.Rejoins.Add(1)
-			}
+			s.left(w)
 		}
 		// BLOCKED or RUNNABLE: it comes back through the runnable list.
 		s.setCur(nil)
@@ -313,15 +311,28 @@ func (s *Server) wait() unix.Errno {
 		s.Stats.Idle.Add(1)
 	}
 	s.Stats.Waits.Add(1)
-	e := rawWait(0, abs)
+	return s.settle(rawWait(0, abs), fresh)
+}
+
+// settle is what follows from umcg_wait's result e; fresh says whether
+// next_tid named a worker to switch to (not one already running). It
+// returns an errno the loop cannot go on with, 0 otherwise.
+//
+//go:nosplit
+func (s *Server) settle(e unix.Errno, fresh bool) unix.Errno {
 	if e == unix.ESRCH {
 		// next_tid names no UMCG task. With TID_RUNNING: the running
-		// worker unregistered (or exited) after pick looked at it, a
-		// race the loop settles by going round again. Without: a queued
-		// worker is gone, which cannot be: record it, drop the worker.
+		// worker unregistered (or exited) after pick looked at it. It
+		// is NONE now and this is the only time the server hears of
+		// it: the wake-up it sent on its way out only made this wait
+		// fail. Without TID_RUNNING: a queued worker is gone, which
+		// cannot be: record it, drop the worker.
 		s.Stats.ESRCH.Add(1)
 		if nt := s.T.NextTID(); nt&TIDRunning == 0 {
 			s.violate(VWaitError, curID(s.cur), uint64(e), uint64(nt))
+		} else if w := s.cur; w != nil && StateOf(w.T.State()) == StateNone {
+			s.Stats.LeftInWait.Add(1)
+			s.left(w)
 		}
 		s.setCur(nil)
 		s.T.SetNextTID(0)
@@ -399,6 +410,20 @@ func (s *Server) preempt(w *Worker) {
 		return
 	}
 	s.Stats.Preempts.Add(1)
+}
+
+// left accounts for a worker seen NONE: gone for good if it said so
+// (final), else it registers again and comes back through the list.
+//
+//go:nosplit
+func (s *Server) left(w *Worker) {
+	if !w.final.Load() {
+		s.Stats.Rejoins.Add(1)
+		return
+	}
+	s.Stats.Departed.Add(1)
+	s.live.Add(-1)
+	w.departed.Store(true)
 }
 
 //go:nosplit

@@ -2,6 +2,8 @@ package umcg
 
 import (
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestServerQueue exercises the local queue a server keeps between
@@ -163,5 +165,91 @@ func TestViolationLogCaps(t *testing.T) {
 	}
 	if s := vs[0].String(); s == "" {
 		t.Errorf("empty rendering")
+	}
+}
+
+// TestSettle checks what the server makes of umcg_wait's result for the
+// worker it had picked, in particular the race where the running worker
+// leaves between pick and umcg_wait: the kernel then answers ESRCH for
+// next_tid|TID_RUNNING and that answer is the server's only news of the
+// departure (before, the server dropped the worker and then waited for
+// it forever at Close).
+func TestSettle(t *testing.T) {
+	const tid = 4242
+	for _, tc := range []struct {
+		name         string
+		e            unix.Errno
+		state        uint32 // the worker's state after the wait
+		final        bool
+		nextTID      uint32
+		fresh        bool
+		wantDeparted bool
+		wantRejoins  uint64
+		wantCur      bool // still the server's current worker
+		wantQueued   bool // put back at the front of the queue
+		wantViol     []ViolationKind
+		wantRet      unix.Errno
+	}{
+		{name: "running worker exits before the wait", e: unix.ESRCH, state: StateNone, final: true,
+			nextTID: tid | TIDRunning, wantDeparted: true},
+		{name: "running worker unregisters to rejoin", e: unix.ESRCH, state: StateNone,
+			nextTID: tid | TIDRunning, wantRejoins: 1},
+		{name: "rejoining worker already queued again", e: unix.ESRCH, state: StateRunnable,
+			nextTID: tid | TIDRunning},
+		{name: "queued worker gone", e: unix.ESRCH, state: StateNone, final: true,
+			nextTID: tid, fresh: true, wantViol: []ViolationKind{VWaitError}},
+		{name: "switched to", e: 0, state: StateRunning, nextTID: tid | TIDRunning, fresh: true, wantCur: true},
+		{name: "refused, put back", e: unix.EAGAIN, state: StateRunnable, nextTID: tid, fresh: true, wantQueued: true},
+		{name: "unknown error", e: unix.ENOMEM, state: StateRunning, nextTID: tid | TIDRunning, wantCur: true,
+			wantViol: []ViolationKind{VWaitError}, wantRet: unix.ENOMEM},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newTestArena(t, 64)
+			s, err := NewServer(a, 0, ServerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := s.NewWorker(7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.tid.Store(tid)
+			w.final.Store(tc.final)
+			w.T.SetState(tc.state)
+			s.T.SetState(StateRunning)
+			s.T.SetNextTID(tc.nextTID)
+			s.setCur(w)
+			if got := s.settle(tc.e, tc.fresh); got != tc.wantRet {
+				t.Errorf("settle = %v, want %v", got, tc.wantRet)
+			}
+			if w.Departed() != tc.wantDeparted {
+				t.Errorf("departed = %v, want %v", w.Departed(), tc.wantDeparted)
+			}
+			wantLive := 1
+			if tc.wantDeparted {
+				wantLive = 0
+			}
+			if s.Live() != wantLive {
+				t.Errorf("live = %d, want %d", s.Live(), wantLive)
+			}
+			if r := s.Stats.Rejoins.Load(); r != tc.wantRejoins {
+				t.Errorf("rejoins = %d, want %d", r, tc.wantRejoins)
+			}
+			if (s.cur == w) != tc.wantCur {
+				t.Errorf("current worker %v, want kept %v", curID(s.cur), tc.wantCur)
+			}
+			if w.queued != tc.wantQueued {
+				t.Errorf("queued = %v, want %v", w.queued, tc.wantQueued)
+			}
+			vs, _ := s.Violations()
+			if len(vs) != len(tc.wantViol) {
+				t.Fatalf("violations %v, want %v", vs, tc.wantViol)
+			}
+			for i := range vs {
+				if vs[i].Kind != tc.wantViol[i] {
+					t.Errorf("violations %v, want %v", vs, tc.wantViol)
+				}
+			}
+		})
 	}
 }
