@@ -17,11 +17,11 @@ import (
 	"github.com/kharness/kharness/harness/target"
 )
 
-// kernels builds (or finds in the cache) the default kernels and returns
-// target → bzImage.
-func kernels(b *testing.B) map[string]string {
+// kernels builds (or finds in the cache) the kernels of patchsets (""
+// for the stock kernel) and returns target → bzImage.
+func kernels(b testing.TB, patchsets string) map[string]string {
 	cfg, _ := writeConfigB(b)
-	out, err := exec.Command(bin, "build", "-c", cfg, "--patchset", "").Output()
+	out, err := exec.Command(bin, "build", "-c", cfg, "--patchset", patchsets).Output()
 	if err != nil {
 		b.Fatalf("kharness build: %v", err)
 	}
@@ -36,7 +36,7 @@ func kernels(b *testing.B) map[string]string {
 	return m
 }
 
-func writeConfigB(b *testing.B) (string, string) {
+func writeConfigB(b testing.TB) (string, string) {
 	root, _ := filepath.Abs("../..")
 	tmp := b.TempDir()
 	cfg := filepath.Join(tmp, "kharness.yaml")
@@ -46,16 +46,17 @@ func writeConfigB(b *testing.B) (string, string) {
 	return cfg, filepath.Join(tmp, "results")
 }
 
-// bareInitramfs builds a cpio whose /init is a static Go binary that
-// reboots at once: the floor any agent-based boot is compared with.
-func bareInitramfs(b *testing.B, goarch string) string {
+// bareInitramfs builds a cpio whose /init is the static Go program in
+// testdata/<prog>; bareinit reboots at once: the floor any agent-based
+// boot is compared with.
+func bareInitramfs(b testing.TB, goarch, prog string) string {
 	dir := b.TempDir()
 	root := filepath.Join(dir, "root")
 	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
-	cmd := exec.Command("go", "build", "-o", filepath.Join(root, "init"), "./testdata/bareinit")
+	cmd := exec.Command("go", "build", "-o", filepath.Join(root, "init"), "./testdata/"+prog)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build bare init: %v %s", err, out)
+		b.Fatalf("build %s as init: %v %s", prog, err, out)
 	}
 	out := filepath.Join(dir, "bare.cpio")
 	sh := exec.Command("sh", "-c", "cd "+root+" && (echo .; echo init; echo dev) | cpio -o -H newc > "+out)
@@ -69,7 +70,7 @@ func bareInitramfs(b *testing.B, goarch string) string {
 // trivial static init, QEMU start to exit) with kharness's boot (QEMU
 // start to the first test result of selftest:pass).
 func BenchmarkBoot(b *testing.B) {
-	ks := kernels(b)
+	ks := kernels(b, "")
 	for _, name := range target.Names() {
 		tg, _ := target.Lookup(name)
 		img := ks[name]
@@ -77,7 +78,7 @@ func BenchmarkBoot(b *testing.B) {
 			b.Fatalf("no kernel for %s", name)
 		}
 		b.Run(name+"/bare", func(b *testing.B) {
-			initrd := bareInitramfs(b, tg.GOARCH)
+			initrd := bareInitramfs(b, tg.GOARCH, "bareinit")
 			for i := 0; i < b.N; i++ {
 				s := boot.Spec{Target: tg, Kernel: img, Initrd: initrd, Accel: boot.TCG}
 				start := time.Now()

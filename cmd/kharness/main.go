@@ -171,7 +171,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext(stderr)
 	defer stop()
-	if err := doctor.Install(ctx, stdout, doctor.Packages(missing)); err != nil {
+	if err := doctor.Install(ctx, stdout, doctor.Packages(missing), doctor.SourcesDir); err != nil {
 		return fail(stderr, outcome.Errorf(outcome.Infra, "%w", err))
 	}
 	if still := doctor.Missing(checks); len(still) > 0 {

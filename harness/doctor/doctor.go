@@ -4,12 +4,15 @@
 package doctor
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kharness/kharness/harness/internal/proc"
@@ -21,6 +24,9 @@ type Check struct {
 	Package string // Debian package providing it
 	Stage   string // which stage needs it
 	probe   func() bool
+	// Release is the apt release to take Package from when the host's
+	// default one is too old ("" for the default).
+	Release string
 }
 
 func cmd(name string) func() bool {
@@ -35,27 +41,85 @@ func file(path string) func() bool {
 // linux-source-6.12); empty skips the source check.
 func Checks(sourcePkg string) []Check {
 	cs := []Check{
-		{"git", "git", "source/patch", cmd("git")},
-		{"tar", "tar", "source", cmd("tar")},
-		{"xz", "xz-utils", "source", cmd("xz")},
-		{"make", "make", "kconfig/build", cmd("make")},
-		{"gcc", "build-essential", "kconfig/build", cmd("gcc")},
-		{"flex", "flex", "kconfig", cmd("flex")},
-		{"bison", "bison", "kconfig", cmd("bison")},
-		{"bc", "bc", "build", cmd("bc")},
-		{"perl", "perl", "build", cmd("perl")},
-		{"libelf headers (gelf.h)", "libelf-dev", "build", file("/usr/include/gelf.h")},
-		{"OpenSSL headers", "libssl-dev", "build", file("/usr/include/openssl/ssl.h")},
-		{"cpio", "cpio", "build", cmd("cpio")},
-		{"ccache", "ccache", "build", cmd("ccache")},
-		{"qemu-system-i386", "qemu-system-x86", "boot", cmd("qemu-system-i386")},
-		{"qemu-system-x86_64", "qemu-system-x86", "boot", cmd("qemu-system-x86_64")},
-		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go")},
+		{"git", "git", "source/patch", cmd("git"), ""},
+		{"tar", "tar", "source", cmd("tar"), ""},
+		{"xz", "xz-utils", "source", cmd("xz"), ""},
+		{"make", "make", "kconfig/build", cmd("make"), ""},
+		{"gcc", "build-essential", "kconfig/build", cmd("gcc"), ""},
+		{"flex", "flex", "kconfig", cmd("flex"), ""},
+		{"bison", "bison", "kconfig", cmd("bison"), ""},
+		{"bc", "bc", "build", cmd("bc"), ""},
+		{"perl", "perl", "build", cmd("perl"), ""},
+		{"libelf headers (gelf.h)", "libelf-dev", "build", file("/usr/include/gelf.h"), ""},
+		{"OpenSSL headers", "libssl-dev", "build", file("/usr/include/openssl/ssl.h"), ""},
+		{"cpio", "cpio", "build", cmd("cpio"), ""},
+		{"ccache", "ccache", "build", cmd("ccache"), ""},
+		// QEMU 7.2 (Debian 12) mistranslates LOCK CMPXCHG8B after ADD/ADC
+		// under TCG: now and then EFLAGS becomes the ADC operand (13 and
+		// 14 times in two runs of 10,000,000 Go-style Xadd64 calls,
+		// TestE2EHostQEMUFlags; 10.0.2: 0). Go's 386 runtime does that
+		// on every stack free; with -1 in EFLAGS the next interrupt
+		// returns to vm86 mode (SIGILL) and DF=1 makes REP MOVS copy
+		// backwards. i386 guests need a QEMU that is not affected.
+		{"qemu-system-i386 >= 10.0", "qemu-system-x86", "boot", qemuAtLeast("qemu-system-i386", 10, 0), backports(osCodename())},
+		{"qemu-system-x86_64", "qemu-system-x86", "boot", cmd("qemu-system-x86_64"), ""},
+		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
 	}
 	if sourcePkg != "" {
-		cs = append(cs, Check{"/usr/src/" + sourcePkg + ".tar.xz", sourcePkg, "source", file("/usr/src/" + sourcePkg + ".tar.xz")})
+		cs = append(cs, Check{"/usr/src/" + sourcePkg + ".tar.xz", sourcePkg, "source", file("/usr/src/" + sourcePkg + ".tar.xz"), ""})
 	}
 	return cs
+}
+
+// qemuAtLeast reports whether name runs and says it is version
+// major.minor or later.
+func qemuAtLeast(name string, major, minor int) func() bool {
+	return func() bool {
+		out, err := exec.Command(name, "--version").Output()
+		if err != nil {
+			return false
+		}
+		ma, mi, err := ParseQEMUVersion(string(out))
+		return err == nil && (ma > major || ma == major && mi >= minor)
+	}
+}
+
+var qemuVersionRE = regexp.MustCompile(`QEMU emulator version (\d+)\.(\d+)`)
+
+// ParseQEMUVersion reads major and minor from `qemu-system-* --version`.
+func ParseQEMUVersion(out string) (major, minor int, err error) {
+	m := qemuVersionRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("no \"QEMU emulator version\" in %q", strings.TrimSpace(out))
+	}
+	major, _ = strconv.Atoi(m[1])
+	minor, _ = strconv.Atoi(m[2])
+	return major, minor, nil
+}
+
+// osCodename is VERSION_CODENAME from /etc/os-release ("" if unknown).
+func osCodename() string {
+	f, err := os.Open("/etc/os-release")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VERSION_CODENAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+// backports is where Debian 12 gets a QEMU that is new enough; later
+// releases have one in their default release.
+func backports(codename string) string {
+	if codename == "bookworm" {
+		return "bookworm-backports"
+	}
+	return ""
 }
 
 // Missing runs the checks and returns the failed ones.
@@ -69,21 +133,50 @@ func Missing(cs []Check) []Check {
 	return out
 }
 
-// Packages returns the apt packages for missing checks (Go excluded when
-// it is not a plain package name).
-func Packages(missing []Check) []string {
-	set := map[string]bool{}
+// Packages returns the apt packages for missing checks by release ("" is
+// the default release); Go is left out when it is not a plain package
+// name. A package wanted from a named release is installed from there
+// only.
+func Packages(missing []Check) map[string][]string {
+	rel := map[string]string{}
 	for _, c := range missing {
-		if !strings.Contains(c.Package, " ") {
-			set[c.Package] = true
+		if strings.Contains(c.Package, " ") {
+			continue
+		}
+		if r, seen := rel[c.Package]; !seen || r == "" {
+			rel[c.Package] = c.Release
 		}
 	}
-	var out []string
-	for p := range set {
-		out = append(out, p)
+	out := map[string][]string{}
+	for p, r := range rel {
+		out[r] = append(out[r], p)
 	}
-	sort.Strings(out)
+	for _, ps := range out {
+		sort.Strings(ps)
+	}
 	return out
+}
+
+// installCommand is the shell line Report suggests.
+func installCommand(pkgs map[string][]string) string {
+	var rels []string
+	for r := range pkgs {
+		rels = append(rels, r)
+	}
+	sort.Strings(rels)
+	parts := []string{"apt-get update"}
+	for _, r := range rels {
+		if r == "" {
+			parts = append(parts, "apt-get install -y "+strings.Join(pkgs[r], " "))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("apt-get install -y -t %s %s (after adding %q to the apt sources)", r, strings.Join(pkgs[r], " "), sourcesLine(r)))
+	}
+	return strings.Join(parts, " && ")
+}
+
+func sourcesLine(release string) string {
+	return "deb http://deb.debian.org/debian " + release + " main"
 }
 
 // Report prints every check and the apt command for what is missing.
@@ -102,22 +195,66 @@ func Report(w io.Writer, cs []Check) []Check {
 		fmt.Fprintf(w, "%s %-28s (%s; package %s)\n", status, c.What, c.Stage, c.Package)
 	}
 	if len(missing) > 0 {
-		fmt.Fprintf(w, "\ninstall with: apt-get update && apt-get install -y %s\n", strings.Join(Packages(missing), " "))
+		fmt.Fprintf(w, "\ninstall with: %s\n", installCommand(Packages(missing)))
 	}
 	return missing
 }
 
-// Install installs the packages with apt-get.
-func Install(ctx context.Context, w io.Writer, pkgs []string) error {
+// Install installs the packages with apt-get, each from its release; a
+// backports release is added to the apt sources first (SourcesDir) if no
+// source names it yet.
+func Install(ctx context.Context, w io.Writer, pkgs map[string][]string, sourcesDir string) error {
 	if len(pkgs) == 0 {
 		return nil
+	}
+	for r := range pkgs {
+		if r == "" {
+			continue
+		}
+		if err := addSource(sourcesDir, r); err != nil {
+			return err
+		}
 	}
 	if _, err := proc.Run(ctx, proc.Cmd{Name: "apt-get", Args: []string{"update", "-q"}, Log: w}); err != nil {
 		return fmt.Errorf("apt-get update: %w", err)
 	}
-	args := append([]string{"install", "-y", "-q", "--no-install-recommends"}, pkgs...)
-	if _, err := proc.Run(ctx, proc.Cmd{Name: "apt-get", Args: args, Log: w, Env: []string{"DEBIAN_FRONTEND=noninteractive"}}); err != nil {
-		return fmt.Errorf("apt-get install: %w", err)
+	var rels []string
+	for r := range pkgs {
+		rels = append(rels, r)
+	}
+	sort.Strings(rels)
+	for _, r := range rels {
+		args := []string{"install", "-y", "-q", "--no-install-recommends"}
+		if r != "" {
+			args = append(args, "-t", r)
+		}
+		args = append(args, pkgs[r]...)
+		if _, err := proc.Run(ctx, proc.Cmd{Name: "apt-get", Args: args, Log: w, Env: []string{"DEBIAN_FRONTEND=noninteractive"}}); err != nil {
+			return fmt.Errorf("apt-get install %s: %w", strings.Join(args[4:], " "), err)
+		}
+	}
+	return nil
+}
+
+// SourcesDir is where apt reads its extra source lists.
+const SourcesDir = "/etc/apt/sources.list.d"
+
+// addSource writes kharness-<release>.list unless a file in dir (or
+// dir/../sources.list) already names the release.
+func addSource(dir, release string) error {
+	files, _ := os.ReadDir(dir)
+	paths := []string{dir + "/../sources.list"}
+	for _, f := range files {
+		paths = append(paths, dir+"/"+f.Name())
+	}
+	for _, p := range paths {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), release) {
+			return nil
+		}
+	}
+	p := dir + "/kharness-" + release + ".list"
+	if err := os.WriteFile(p, []byte(sourcesLine(release)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("add apt source for %s: %w", release, err)
 	}
 	return nil
 }
