@@ -43,9 +43,12 @@ func childMain(args []string) int {
 	}
 	r.emit(record{Kind: recDone})
 	if errors.Is(err, errHang) {
-		// Where every goroutine is in user space (the parent logs
+		// First the parent samples where the spinning threads are,
+		// then every goroutine's place in user space (the parent logs
 		// stderr): the Go runtime prints them on SIGQUIT without a
 		// stop-the-world, which a descheduled worker could block.
+		r.emit(record{Kind: recHang})
+		time.Sleep(hangSampleTime)
 		unix.Kill(os.Getpid(), unix.SIGQUIT)
 		time.Sleep(5 * time.Second)
 	}
@@ -75,3 +78,7 @@ func scenario(name string) func(*reporter, params) error {
 	}
 	return nil
 }
+
+// hangSampleTime is what the parent gets to sample a hung child's
+// spinning threads (200 ms of CPU accounting and three PC samples each).
+const hangSampleTime = 4 * time.Second

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +280,10 @@ func TestPCOfSpinningThread(t *testing.T) {
 			s := pcSamples(tid, 2)
 			samples = append(samples, s)
 			if strings.Contains(s, "spinForPCTest") {
+				if runtime.GOARCH == "amd64" && !strings.Contains(s, "called from") {
+					t.Errorf("no callers of the spinning function: %q", s)
+				}
+				t.Log(s)
 				return
 			}
 		}

@@ -31,7 +31,7 @@ func pcSamples(tid, n int) string {
 			unix.PtraceDetach(tid)
 		}
 	}()
-	var pcs []uint64
+	var pcs, stack []uint64
 	// Detach needs a stopped tracee (a thread left traced would keep its
 	// process from being reaped): resume only between samples.
 	for i := 0; i < n; i++ {
@@ -53,6 +53,9 @@ func pcSamples(tid, n int) string {
 			return fmt.Sprintf("(regs: %v)", err)
 		}
 		pcs = append(pcs, uint64(regs.PC()))
+		if i == 0 {
+			stack = callers(tid, &regs, 12)
+		}
 	}
 	t, err := readSelfTable()
 	var out []string
@@ -62,6 +65,17 @@ func pcSamples(tid, n int) string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("pc %#x %s", pc, symbolize(t, pc)))
+	}
+	if err == nil && len(stack) > 0 {
+		// The first sample's callers: [SP] is a guess (right for a leaf
+		// without a frame), the rest follow frame pointers.
+		var cs []string
+		for _, pc := range stack {
+			if _, _, fn := t.PCToLine(pc - 1); fn != nil {
+				cs = append(cs, fn.Name)
+			}
+		}
+		out = append(out, "called from "+strings.Join(cs, " <- "))
 	}
 	return strings.Join(out, "; ")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -42,6 +43,23 @@ func threadInfo(pid, tid int) string {
 		out += " syscall " + strings.Fields(string(s) + " ?")[0]
 	}
 	return out
+}
+
+// spinners describes every thread of pid that is on a CPU (state R): its
+// user/kernel split and, from another process, PC samples.
+func spinners(pid int) string {
+	var tids []int
+	for tid, st := range threadStates(pid) {
+		if st == "R" {
+			tids = append(tids, tid)
+		}
+	}
+	sort.Ints(tids)
+	var b strings.Builder
+	for _, tid := range tids {
+		fmt.Fprintf(&b, "  %s\n", threadInfo(pid, tid))
+	}
+	return b.String()
 }
 
 // threadStates maps every thread of pid to its state letter.

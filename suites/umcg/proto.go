@@ -37,6 +37,11 @@ const (
 	recArena  = "arena" // Addr = slot 0, N = slots
 	recTask   = "task"  // Slot, TID, ID, Msg = role ("server" or "worker")
 	recDone   = "done"  // the scenario ran to its end (errors or not)
+	// recHang: the child's watchdog fired; it waits a few seconds before
+	// dumping its goroutines so that the parent can sample the PCs of
+	// its spinning threads (ptrace cannot stop a thread of one's own
+	// process).
+	recHang = "hang"
 )
 
 // reporter writes records; safe for concurrent use, but never to be used
@@ -98,6 +103,9 @@ type childReport struct {
 	Arena  record
 	Tasks  []record
 	Raw    []string // lines that were no records (a Go panic, say)
+	// onHang runs (outside mu, on the relay goroutine) when the child
+	// announces a hang.
+	onHang func()
 }
 
 // relay reads the child's records from r until EOF and hands them to s
@@ -134,7 +142,11 @@ func relay(r io.Reader, s sink, prefix string, rep *childReport) {
 		case recDone:
 			rep.Done = true
 		}
+		onHang := rep.onHang
 		rep.mu.Unlock()
+		if rec.Kind == recHang && onHang != nil {
+			onHang()
+		}
 	}
 }
 

@@ -19,6 +19,16 @@ import (
 // hook makes them NONE and wakes the server) or unregister for good; each
 // worker that ends gets a successor on the same server while the run
 // lasts.
+//
+// The servers preempt whatever worker runs for a whole tick. A worker
+// the kernel descheduled in a page fault (after a fork every write
+// faults) may hold what a running sibling spin-waits for without ever
+// blocking: in Go 1.26, exitsyscall's steal of its old P holds the
+// scan bit of the goroutine that took the P, and that goroutine's own
+// exitsyscall spins in casgstatus/osyield until the bit goes (seen: the
+// running worker sampled in osyield <- casgstatus <- exitsyscall, its
+// server's other workers queued, one of them back from a fault). Only
+// preempting the spinner lets the server run the holder.
 func scenarioLifecycle(r *reporter, p params) error {
 	sc, err := newSched(r, p)
 	if err != nil {
@@ -26,7 +36,7 @@ func scenarioLifecycle(r *reporter, p params) error {
 	}
 	sc.replace = true
 	body := mixRound(opMix("lifecycle"))
-	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick}, body); err != nil {
+	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick, Preempt: p.Preempt}, body); err != nil {
 		return err
 	}
 	var h helpers
@@ -50,11 +60,13 @@ func scenarioLifecycle(r *reporter, p params) error {
 		rejoins += k.rejoins.Load()
 		forks += k.forks.Load()
 	}
-	var departed, inWait uint64
+	var departed, inWait, preempts uint64
 	for _, c := range sc.srvs {
 		departed += c.s.Stats.Departed.Load()
 		inWait += c.s.Stats.LeftInWait.Load()
+		preempts += c.s.Stats.Preempts.Load()
 	}
+	r.Metric("preemptions", float64(preempts))
 	r.Metric("thread_exits_registered", float64(exits))
 	r.Metric("left_between_pick_and_wait", float64(inWait))
 	r.Metric("final_unregisters", float64(unregs))

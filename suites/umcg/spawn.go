@@ -81,6 +81,11 @@ func runChildKill(t *suite.T, p params, killAfter, limit time.Duration) *childRe
 		t.Fatalf("scenario %s: start child: %v", p.Scenario, err)
 	}
 	res := &childResult{rep: &childReport{}}
+	res.rep.onHang = func() {
+		if sp := spinners(cmd.Process.Pid); sp != "" {
+			t.Logf("scenario %s: the child reports a hang; its threads on a CPU:\n%s", p.Scenario, sp)
+		}
+	}
 	relayed := make(chan struct{})
 	go func() {
 		relay(out, t, "", res.rep)

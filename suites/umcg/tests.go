@@ -75,6 +75,8 @@ func testLifecycle(t *suite.T) {
 	needUMCG(t)
 	p := baseParams(t, "lifecycle", 0.5)
 	p.Workers = 3
+	// Preempt after a tick: see scenarioLifecycle.
+	p.Tick, p.Preempt = 5*time.Millisecond, true
 	runChild(t, p, limitFor(p))
 }
 
