@@ -157,15 +157,20 @@ func Packages(missing []Check) map[string][]string {
 	return out
 }
 
-// installCommand is the shell line Report suggests.
-func installCommand(pkgs map[string][]string) string {
+// releases are the keys of pkgs in order (the default release first).
+func releases(pkgs map[string][]string) []string {
 	var rels []string
 	for r := range pkgs {
 		rels = append(rels, r)
 	}
 	sort.Strings(rels)
+	return rels
+}
+
+// installCommand is the shell line Report suggests.
+func installCommand(pkgs map[string][]string) string {
 	parts := []string{"apt-get update"}
-	for _, r := range rels {
+	for _, r := range releases(pkgs) {
 		if r == "" {
 			parts = append(parts, "apt-get install -y "+strings.Join(pkgs[r], " "))
 			continue
@@ -218,12 +223,7 @@ func Install(ctx context.Context, w io.Writer, pkgs map[string][]string, sources
 	if _, err := proc.Run(ctx, proc.Cmd{Name: "apt-get", Args: []string{"update", "-q"}, Log: w}); err != nil {
 		return fmt.Errorf("apt-get update: %w", err)
 	}
-	var rels []string
-	for r := range pkgs {
-		rels = append(rels, r)
-	}
-	sort.Strings(rels)
-	for _, r := range rels {
+	for _, r := range releases(pkgs) {
 		args := []string{"install", "-y", "-q", "--no-install-recommends"}
 		if r != "" {
 			args = append(args, "-t", r)

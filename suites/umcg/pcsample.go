@@ -75,7 +75,9 @@ func pcSamples(tid, n int) string {
 				cs = append(cs, fn.Name)
 			}
 		}
-		out = append(out, "called from "+strings.Join(cs, " <- "))
+		if len(cs) > 0 {
+			out = append(out, "called from "+strings.Join(cs, " <- "))
+		}
 	}
 	return strings.Join(out, "; ")
 }

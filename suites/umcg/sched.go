@@ -162,7 +162,6 @@ func (sc *sched) addServer(cfg umcg.ServerConfig) (*srvCtx, error) {
 	return c, nil
 }
 
-// addWorker creates a worker of c with its echo thread and starts it.
 // addPool adds p.Servers servers configured by cfg, with p.Workers
 // workers running body each.
 func (sc *sched) addPool(cfg umcg.ServerConfig, body func(*wkCtx) bool) error {
@@ -180,6 +179,7 @@ func (sc *sched) addPool(cfg umcg.ServerConfig, body func(*wkCtx) bool) error {
 	return nil
 }
 
+// addWorker creates a worker of c with its echo thread and starts it.
 func (sc *sched) addWorker(c *srvCtx, body func(*wkCtx) bool) (*wkCtx, error) {
 	sc.wkMu.Lock()
 	defer sc.wkMu.Unlock()

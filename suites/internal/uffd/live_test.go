@@ -261,24 +261,6 @@ func tmpFile(t *testing.T, data []byte) *os.File {
 	return fh
 }
 
-// pread is a pread that finishes short reads, as the suites do.
-func pread(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pread(fd, b, off)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errors.New("unexpected EOF")
-		}
-		b, off = b[n:], off+int64(n)
-	}
-	return nil
-}
-
 // TestKernelFault blocks a pread() in copy_to_user on a registered buffer
 // — the sleep-inside-kmap vehicle of the kmaplocal suite — and checks it
 // completes with the file's data once the faults are resolved.
@@ -312,7 +294,7 @@ func TestKernelFault(t *testing.T) {
 	})
 	var rerr error
 	var done <-chan struct{}
-	tid, done = onThread(func() { rerr = pread(int(fh.Fd()), buf, 0) })
+	tid, done = onThread(func() { rerr = PreadFull(int(fh.Fd()), buf, 0) })
 	close(tidReady)
 	waitDone(t, done, "pread into the registered buffer")
 	if rerr != nil {
@@ -363,7 +345,7 @@ func TestDontWake(t *testing.T) {
 		return err
 	})
 	var rerr error
-	_, done := onThread(func() { rerr = pread(int(fh.Fd()), buf, 0) })
+	_, done := onThread(func() { rerr = PreadFull(int(fh.Fd()), buf, 0) })
 	select {
 	case <-copied:
 	case <-time.After(liveTimeout):
