@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/target"
 )
 
@@ -65,9 +67,41 @@ type Cell struct {
 	Targets   []string  `yaml:"targets"`
 	PatchSets Selection `yaml:"patchsets"`
 	Suites    Selection `yaml:"suites"`
-	// Expect "fail" marks a cell that must fail (a mutant): its failure is
-	// xfail and its pass is an error.
-	Expect string `yaml:"expect"`
+	// Expect marks a cell that must fail (a mutant): `fail` for any test
+	// failure or crash blamed on a test, or a mapping naming the tests,
+	// accepted outcomes, crash title or reason (outcome.Expectation).
+	Expect Expect `yaml:"expect"`
+}
+
+// Expect is a cell's expectation as written: absent or `pass` (none),
+// `fail` (the shorthand) or a mapping.
+type Expect struct {
+	outcome.Expectation `yaml:",inline"`
+	// Set is true for `fail` and for the mapping form.
+	Set bool `yaml:"-"`
+}
+
+func (e *Expect) fromScalar(word string) error {
+	switch word {
+	case "fail":
+		*e = Expect{Set: true}
+	case "pass", "":
+		*e = Expect{}
+	default:
+		return fmt.Errorf("expect must be pass, fail or a mapping {fail: [suite:regexp...], outcome: [...], crash: regexp, reason: regexp}, not %q", word)
+	}
+	return nil
+}
+
+func (e *Expect) fromMapping() { e.Set = true }
+
+// Get returns the expectation, nil for a cell expected to pass.
+func (e Expect) Get() *outcome.Expectation {
+	if !e.Set {
+		return nil
+	}
+	x := e.Expectation
+	return &x
 }
 
 // Timeouts are the base deadlines under KVM; TCG multiplies them.
@@ -238,6 +272,7 @@ func (c *Config) override(o Overrides) {
 	}
 	if len(o.Targets) > 0 {
 		c.Targets = o.Targets
+		c.fromFlag("targets", "--target", len(o.Targets))
 		for i := range c.Cells {
 			c.Cells[i].Targets = intersect(c.cellTargets(c.Cells[i]), o.Targets)
 		}
@@ -247,16 +282,19 @@ func (c *Config) override(o Overrides) {
 		if c.PatchSets.All {
 			c.PatchSets.Names = nil
 		}
+		c.fromFlag("patchsets", "--patchset", len(o.PatchSets))
 		c.Cells = nil // an explicit stack on the command line replaces the configured cells
 	}
 	if len(o.Suites) > 0 {
 		c.Suites = Selection{Names: o.Suites}
+		c.fromFlag("suites", "--suite", len(o.Suites))
 		for i := range c.Cells {
 			c.Cells[i].Suites = Selection{}
 		}
 	}
 	if o.Accel != "" {
 		c.Accel = o.Accel
+		c.fromFlag("accel", "--accel", 0)
 	}
 	if o.Results != "" {
 		c.Results = o.Results
@@ -299,6 +337,20 @@ func (c *Config) filterCells(patterns []string) {
 		}
 	}
 	c.Cells = keep
+}
+
+// fromFlag makes errors about a value given on the command line name the
+// flag, not the line of the file it replaced.
+func (c *Config) fromFlag(key, flag string, n int) {
+	for p := range c.pos {
+		if p == key || strings.HasPrefix(p, key+"[") {
+			delete(c.pos, p)
+		}
+	}
+	c.pos[key] = Pos{Flag: flag}
+	for i := 0; i < n; i++ {
+		c.pos[fmt.Sprintf("%s[%d]", key, i)] = Pos{Flag: flag}
+	}
 }
 
 func (c *Config) cellTargets(cell Cell) []string {
@@ -368,6 +420,68 @@ type Catalog struct {
 	Suites           []string // every suite that exists
 	// DefaultSuites are those "all" selects (test-only suites are not).
 	DefaultSuites []string
+	// Tests are each suite's declared tests (its -list), for checking
+	// that a test regexp selects something. A suite missing here is not
+	// checked.
+	Tests map[string][]string
+}
+
+// checkTests reports a test regexp that does not compile or selects no
+// declared test of the suite.
+func (cat Catalog) checkTests(suite, expr string) error {
+	re, err := guest.CompileTests(expr)
+	if err != nil {
+		return err
+	}
+	tests, ok := cat.Tests[suite]
+	if !ok {
+		return nil
+	}
+	for _, t := range tests {
+		if re.MatchString(t) {
+			return nil
+		}
+	}
+	return fmt.Errorf("test regexp %q selects none of suite %s's tests (%s)", expr, suite, listOrNone(tests))
+}
+
+// validateExpect checks a cell's expectation: its patterns compile, name
+// suites the cell runs and select tests that exist.
+func (c *Config) validateExpect(path string, x outcome.Expectation, suites []string, cat Catalog, add func(path, format string, args ...any)) {
+	if err := x.Validate(); err != nil {
+		add(path, "%v", err)
+		return
+	}
+	runs := map[string]string{}
+	for _, s := range suites {
+		g := guest.ParseSuiteSpec(s)
+		runs[g.Name] = g.Tests
+	}
+	for i, p := range x.Fail {
+		g := guest.ParseSuiteSpec(p)
+		where := fmt.Sprintf("%s.fail[%d]", path, i)
+		if _, ok := runs[g.Name]; !ok && len(suites) > 0 {
+			add(where, "expects suite %s to fail, but the cell does not run it (it runs %s)", g.Name, strings.Join(suites, ", "))
+			continue
+		}
+		if g.Tests != "" {
+			if err := cat.checkTests(g.Name, g.Tests); err != nil {
+				add(where, "%v", err)
+			}
+		}
+	}
+}
+
+// cellSuites is what a cell runs, "all" resolved later by Matrix; an
+// empty list means the defaults.
+func (c *Config) cellSuites(cell Cell) []string {
+	if cell.Suites.Set() && !cell.Suites.All {
+		return cell.Suites.Names
+	}
+	if !c.Suites.All {
+		return c.Suites.Names
+	}
+	return nil
 }
 
 // Validate checks every name and value and reports all problems together.
@@ -388,11 +502,19 @@ func (c *Config) Validate(cat Catalog) error {
 			set[h] = true
 		}
 		for i, n := range s.Names {
+			var tests string
 			if what == "suite" {
-				n, _, _ = strings.Cut(n, ":") // suite:test-regexp
+				g := guest.ParseSuiteSpec(n) // suite:test-regexp
+				n, tests = g.Name, g.Tests
 			}
 			if !set[n] && n != "all" {
 				add(fmt.Sprintf("%s[%d]", path, i), "unknown %s %q (have: %s)", what, n, listOrNone(have))
+				continue
+			}
+			if tests != "" {
+				if err := cat.checkTests(n, tests); err != nil {
+					add(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+				}
 			}
 		}
 	}
@@ -438,10 +560,8 @@ func (c *Config) Validate(cat Catalog) error {
 		}
 		checkSel(p+".patchsets", cell.PatchSets, cat.PatchSets, "patch set")
 		checkSel(p+".suites", cell.Suites, cat.Suites, "suite")
-		switch cell.Expect {
-		case "", "pass", "fail":
-		default:
-			add(p+".expect", "expect must be pass or fail, not %q", cell.Expect)
+		if x := cell.Expect.Get(); x != nil {
+			c.validateExpect(p+".expect", *x, c.cellSuites(cell), cat, add)
 		}
 	}
 	return errs.ErrorOrNil()
@@ -461,7 +581,7 @@ type MatrixCell struct {
 	Target     string
 	PatchSets  []string // applied together, in this order
 	Suites     []string
-	ExpectFail bool
+	Expect     *outcome.Expectation // nil: the cell must pass
 }
 
 // Matrix expands the config into cells. Without explicit cells there is
@@ -502,7 +622,7 @@ func (c *Config) Matrix(cat Catalog) []MatrixCell {
 				ID: cell.Name + "." + t, Name: cell.Name, Target: t,
 				PatchSets:  resolve(ps, cat.DefaultPatchSets),
 				Suites:     resolve(ss, cat.DefaultSuites),
-				ExpectFail: cell.Expect == "fail",
+				Expect:     cell.Expect.Get(),
 			})
 		}
 	}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"reflect"
+
+	"github.com/kharness/kharness/harness/outcome"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,13 @@ var cat = Catalog{
 	DefaultPatchSets: []string{"cow", "kmap-local"},
 	Suites:           []string{"selftest", "smoke"},
 	DefaultSuites:    []string{"smoke"},
+	Tests: map[string][]string{
+		"smoke":    {"arch", "cpus", "highmem"},
+		"selftest": {"pass", "fail", "panic", "warn"},
+	},
 }
+
+var shorthand = &outcome.Expectation{}
 
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
@@ -28,6 +36,7 @@ func TestParseErrors(t *testing.T) {
 		{"cell unknown key", "cells:\n  - name: a\n    patchset: [cow]\n", []string{"kharness.yaml:3:5: unknown key \"patchset\" in cells[0]"}},
 		{"duplicate key", "source: a\nsource: b\n", []string{"kharness.yaml:2:1:"}},
 		{"syntax", "targets: [x86_64\n", []string{"kharness.yaml: line"}},
+		{"bad expect word", "cells:\n  - name: a\n    expect: maybe\n", []string{`kharness.yaml:3:13: cells[0].expect: expect must be pass, fail or a mapping`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,7 +54,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestValidateCollectsAll(t *testing.T) {
-	y := "targets: [x86_64, sparc]\npatchsets: [cow, nope]\nsuites: [smoke, selftest:panic, ghost]\naccel: fast\ncells:\n  - name: a\n    expect: maybe\n  - name: a\n"
+	y := "targets: [x86_64, sparc]\npatchsets: [cow, nope]\nsuites: [smoke, selftest:panic, ghost]\naccel: fast\ncells:\n  - name: a\n  - name: a\n"
 	c, err := Parse("/p/k.yaml", []byte(y), Overrides{})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +68,6 @@ func TestValidateCollectsAll(t *testing.T) {
 		`/p/k.yaml:2:18: unknown patch set "nope"`,
 		`/p/k.yaml:3:33: unknown suite "ghost"`,
 		`/p/k.yaml:4:8: accel must be`,
-		`expect must be pass or fail`,
 		`cell name "a" already used by cells[0]`,
 	} {
 		if !strings.Contains(err.Error(), w) {
@@ -68,6 +76,55 @@ func TestValidateCollectsAll(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), `unknown suite "selftest`) {
 		t.Errorf("suite:test form wrongly rejected: %v", err)
+	}
+}
+
+// TestTestRegexps: a test regexp is checked when the config is read, and
+// an error about one given on the command line names the flag.
+func TestTestRegexps(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		o          Overrides
+		want       []string
+	}{
+		{"bad syntax in the file", "suites: [\"smoke:(arch\"]\n", Overrides{}, []string{"/p/k.yaml:1:10:", `test regexp "(arch"`, "missing closing )"}},
+		{"selects nothing", "suites: [smoke:archh]\n", Overrides{}, []string{"/p/k.yaml:1:10:", `"archh" selects none of suite smoke's tests (arch, cpus, highmem)`}},
+		{"anchored like the guest", "suites: [smoke:cpu]\n", Overrides{}, []string{`"cpu" selects none`}},
+		{"from a flag", "suites: [smoke]\n", Overrides{Suites: []string{"selftest:nope"}}, []string{`--suite: test regexp "nope" selects none of suite selftest's tests`}},
+		{"expect names a suite the cell does not run", "cells:\n  - name: m\n    suites: [smoke]\n    expect: {fail: [\"selftest:fail\"]}\n", Overrides{},
+			[]string{"/p/k.yaml:4:21: expects suite selftest to fail, but the cell does not run it (it runs smoke)"}},
+		{"expect names a test that does not exist", "cells:\n  - name: m\n    suites: [selftest]\n    expect:\n      fail: [\"selftest:^failz$\"]\n", Overrides{},
+			[]string{"/p/k.yaml:5:14:", `"^failz$" selects none of suite selftest's tests`}},
+		{"expect with a bad outcome", "cells:\n  - name: m\n    suites: [selftest]\n    expect: {outcome: [boot-failed]}\n", Overrides{},
+			[]string{"/p/k.yaml:4:13:", `outcome "boot-failed" cannot be expected`}},
+		{"expect with an unknown key", "cells:\n  - name: m\n    expect: {fails: [x]}\n", Overrides{}, []string{`/p/k.yaml:3:14: unknown key "fails" in cells[0].expect (allowed: crash, fail, outcome, reason)`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("/p/k.yaml", []byte(tc.yaml), tc.o)
+			if err == nil {
+				err = c.Validate(cat)
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	c, err := Parse("/p/k.yaml", []byte("cells:\n  - name: m\n    suites: [\"selftest:fail|warn\"]\n    expect: {fail: [\"selftest:^fail$\"], outcome: [test-failure], reason: deliberate}\n"), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	want := &outcome.Expectation{Fail: []string{"selftest:^fail$"}, Outcome: []outcome.Outcome{outcome.TestFail}, Reason: "deliberate"}
+	if got := c.Matrix(cat)[0].Expect; !reflect.DeepEqual(got, want) {
+		t.Errorf("expectation %+v, want %+v", got, want)
 	}
 }
 
@@ -84,7 +141,7 @@ func TestMatrix(t *testing.T) {
 		}},
 		{"explicit cells", "targets: [x86_64]\ncells:\n  - name: base\n    patchsets: []\n  - name: mut\n    patchsets: [mutants/kmap-bad]\n    targets: [i386-highmem]\n    expect: fail\n", Overrides{}, []MatrixCell{
 			{ID: "base.x86_64", Name: "base", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},
-			{ID: "mut.i386-highmem", Name: "mut", Target: "i386-highmem", PatchSets: []string{"mutants/kmap-bad"}, Suites: []string{"smoke"}, ExpectFail: true},
+			{ID: "mut.i386-highmem", Name: "mut", Target: "i386-highmem", PatchSets: []string{"mutants/kmap-bad"}, Suites: []string{"smoke"}, Expect: shorthand},
 		}},
 		{"flags override", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{"cow"}, Suites: []string{"selftest:panic"}},
@@ -98,7 +155,7 @@ func TestMatrix(t *testing.T) {
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: cat.DefaultPatchSets, Suites: []string{"smoke"}},
 		}},
 		{"all inside a list expands to the default stack", "targets: [x86_64]\ncells:\n  - name: mut\n    patchsets: [all, mutants/kmap-bad]\n    expect: fail\n", Overrides{}, []MatrixCell{
-			{ID: "mut.x86_64", Name: "mut", Target: "x86_64", PatchSets: append(append([]string{}, cat.DefaultPatchSets...), "mutants/kmap-bad"), Suites: []string{"smoke"}, ExpectFail: true},
+			{ID: "mut.x86_64", Name: "mut", Target: "x86_64", PatchSets: append(append([]string{}, cat.DefaultPatchSets...), "mutants/kmap-bad"), Suites: []string{"smoke"}, Expect: shorthand},
 		}},
 		{"empty patchset flag means none", "", Overrides{Targets: []string{"x86_64"}, PatchSets: []string{}}, []MatrixCell{
 			{ID: "default.x86_64", Name: "default", Target: "x86_64", PatchSets: []string{}, Suites: []string{"smoke"}},

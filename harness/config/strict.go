@@ -17,9 +17,13 @@ type Pos struct {
 	File   string
 	Line   int
 	Column int
+	Flag   string // the command-line flag the value came from, if any
 }
 
 func (p Pos) String() string {
+	if p.Flag != "" {
+		return p.Flag
+	}
 	if p.Line == 0 {
 		return p.File
 	}
@@ -58,8 +62,17 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		n = n.Alias
 	}
 	d.at(path, n)
+	if sf, ok := v.Addr().Interface().(scalarForm); ok && n.Kind == yaml.ScalarNode {
+		if err := sf.fromScalar(n.Value); err != nil {
+			d.errorf(n, "%s: %v", path, err)
+		}
+		return
+	}
 	if v.Kind() == reflect.Struct && !implementsUnmarshaler(v) {
 		d.decodeStruct(path, n, v)
+		if sf, ok := v.Addr().Interface().(scalarForm); ok && n.Kind == yaml.MappingNode {
+			sf.fromMapping()
+		}
 		return
 	}
 	if v.Kind() == reflect.Slice && !implementsUnmarshaler(v) && v.Type().Elem().Kind() == reflect.Struct {
@@ -98,22 +111,30 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 		d.errorf(n, "%s: expected a mapping, got %s", orTop(path), kindName(n))
 		return
 	}
-	fields := map[string]int{}
+	fields := map[string]reflect.Value{}
 	var names []string
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" {
-			continue
+	var collect func(v reflect.Value)
+	collect = func(v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")
+			if len(tag) > 1 && tag[1] == "inline" && t.Field(i).Type.Kind() == reflect.Struct {
+				collect(v.Field(i))
+				continue
+			}
+			if tag[0] == "" || tag[0] == "-" {
+				continue
+			}
+			fields[tag[0]] = v.Field(i)
+			names = append(names, tag[0])
 		}
-		fields[tag] = i
-		names = append(names, tag)
 	}
+	collect(v)
 	sort.Strings(names)
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		idx, ok := fields[k.Value]
+		fv, ok := fields[k.Value]
 		if !ok {
 			d.errorf(k, "unknown key %q in %s (allowed: %s)", k.Value, orTop(path), strings.Join(names, ", "))
 			continue
@@ -123,8 +144,15 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 			continue
 		}
 		seen[k.Value] = true
-		d.decode(join(path, k.Value), val, v.Field(idx))
+		d.decode(join(path, k.Value), val, fv)
 	}
+}
+
+// scalarForm is a struct that may also be written as a single word (e.g.
+// `expect: fail` for `expect: {}`); the mapping form is decoded strictly.
+type scalarForm interface {
+	fromScalar(word string) error
+	fromMapping() // called after the mapping form was decoded
 }
 
 func implementsUnmarshaler(v reflect.Value) bool {

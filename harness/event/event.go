@@ -6,9 +6,12 @@ package event
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -20,6 +23,7 @@ const (
 	Hello      Type = "hello"       // agent is up: kernel release, arch, CPUs
 	SuiteStart Type = "suite-start" // a suite binary was started
 	TestStart  Type = "test-start"
+	Progress   Type = "progress"  // heartbeat of a running test: Iterations so far
 	TestEnd    Type = "test-end"  // carries Result, Message, Kmsg, Metrics
 	Log        Type = "log"       // free-form line from the agent or a suite
 	SuiteEnd   Type = "suite-end" // carries Result for the suite process itself
@@ -55,11 +59,17 @@ type Event struct {
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 	// Info carries Hello's facts (kernel release, machine, cpus, cmdline).
 	Info map[string]string `json:"info,omitempty"`
+	// Tests are the tests a suite declares for this run (SuiteStart):
+	// each must report, or the host counts it as never reported.
+	Tests []string `json:"tests,omitempty"`
+	// Iterations is a running test's loop count so far (Progress).
+	Iterations int64 `json:"iterations,omitempty"`
 }
 
-// Writer emits events as JSON lines. It is not safe for concurrent use:
-// the guest keeps one writer per stream.
+// Writer emits events as JSON lines, one write per event; it is safe for
+// concurrent use (a test's heartbeat and its end may race).
 type Writer struct {
+	mu  sync.Mutex
 	w   io.Writer
 	enc *json.Encoder
 	now func() time.Time
@@ -72,6 +82,8 @@ func NewWriter(w io.Writer) *Writer {
 
 // Emit writes e, stamping its time when unset.
 func (w *Writer) Emit(e Event) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if e.Time.IsZero() {
 		e.Time = w.now().UTC()
 	}
@@ -81,26 +93,80 @@ func (w *Writer) Emit(e Event) error {
 	return nil
 }
 
+// MaxLine bounds one event line. A longer line (a runaway message, a
+// stream gone wrong) is dropped whole and reported through Oversize; the
+// lines after it are read as usual.
+const MaxLine = 4 << 20
+
 // Reader decodes an event stream line by line. Lines that are not events
 // (serial noise, a half line cut by a crash) are reported through Garbage
-// instead of aborting the stream.
+// instead of aborting the stream, and memory stays bounded by MaxLine.
 type Reader struct {
-	sc *bufio.Scanner
+	br *bufio.Reader
+	// Raw, when set, receives every complete line as read (to keep the
+	// raw stream on disk); it cannot stop the reading.
+	Raw func(line []byte)
 	// Garbage receives undecodable lines; nil drops them.
 	Garbage func(line string)
+	// Oversize is told the length of each line dropped for exceeding MaxLine.
+	Oversize func(n int)
+	max      int
 }
 
 // NewReader returns a Reader on r.
 func NewReader(r io.Reader) *Reader {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	return &Reader{sc: sc}
+	return &Reader{br: bufio.NewReaderSize(r, 64*1024), max: MaxLine}
+}
+
+// line returns the next line without its newline; over-long lines are
+// skipped (and reported) here.
+func (r *Reader) line() ([]byte, error) {
+	var buf []byte
+	dropped := 0
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		switch {
+		case dropped > 0:
+			dropped += len(frag)
+		case len(buf)+len(frag) > r.max:
+			dropped = len(buf) + len(frag)
+			buf = nil
+		default:
+			buf = append(buf, frag...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if dropped > 0 {
+			if r.Oversize != nil {
+				r.Oversize(dropped)
+			}
+			if err != nil {
+				return nil, err
+			}
+			dropped = 0
+			continue
+		}
+		if err != nil && len(buf) == 0 {
+			return nil, err
+		}
+		return bytes.TrimSuffix(buf, []byte("\n")), nil
+	}
 }
 
 // Next returns the next event, or io.EOF at the end of the stream.
 func (r *Reader) Next() (Event, error) {
-	for r.sc.Scan() {
-		line := r.sc.Bytes()
+	for {
+		line, err := r.line()
+		if err != nil {
+			if err == io.EOF {
+				return Event{}, io.EOF
+			}
+			return Event{}, fmt.Errorf("read event stream: %w", err)
+		}
+		if r.Raw != nil {
+			r.Raw(line)
+		}
 		// A tty may turn \n into \r\n and a reset may leave NULs.
 		for len(line) > 0 && (line[0] == 0 || line[0] == '\r') {
 			line = line[1:]
@@ -120,8 +186,4 @@ func (r *Reader) Next() (Event, error) {
 		}
 		return e, nil
 	}
-	if err := r.sc.Err(); err != nil {
-		return Event{}, fmt.Errorf("read event stream: %w", err)
-	}
-	return Event{}, io.EOF
 }

@@ -47,3 +47,35 @@ func TestRoundTripAndNoise(t *testing.T) {
 		t.Errorf("garbage = %q, want the junk line and the cut line", garbage)
 	}
 }
+
+// TestOversizeLineSkipped: a line past MaxLine is dropped and reported,
+// and the events after it are still read; memory stays bounded.
+func TestOversizeLineSkipped(t *testing.T) {
+	big := strings.Repeat("x", MaxLine+100)
+	stream := `{"type":"hello"}` + "\n" + big + "\n" + `{"type":"done"}` + "\n"
+	r := NewReader(strings.NewReader(stream))
+	var over []int
+	var raw int
+	r.Oversize = func(n int) { over = append(over, n) }
+	r.Raw = func([]byte) { raw++ }
+	var types []Type
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, e.Type)
+	}
+	if !reflect.DeepEqual(types, []Type{Hello, Done}) {
+		t.Errorf("events %v, want hello and done", types)
+	}
+	if len(over) != 1 || over[0] != MaxLine+101 {
+		t.Errorf("oversize reports %v, want one of %d bytes", over, MaxLine+101)
+	}
+	if raw != 2 {
+		t.Errorf("raw lines %d, want 2", raw)
+	}
+}

@@ -15,8 +15,11 @@ type Outcome string
 const (
 	Pass         Outcome = "pass"
 	Skip         Outcome = "skip"
-	ExpectedFail Outcome = "xfail"           // failed, and the config said it should
+	ExpectedFail Outcome = "xfail"           // failed as the cell's expectation says
 	UnexpectedOK Outcome = "xpass"           // passed, but the config said it should fail
+	Mismatch     Outcome = "xfail-mismatch"  // failed, but not the named tests or not for the named reason
+	AllSkipped   Outcome = "all-skipped"     // every test skipped: nothing was tested
+	Incomplete   Outcome = "incomplete"      // the run (or cell) has not finished, or its process died
 	TestFail     Outcome = "test-failure"    // a suite reported a failed test
 	PatchFail    Outcome = "patch-failed"    // a patch does not apply
 	KconfigDrop  Outcome = "kconfig-dropped" // a requested option did not survive olddefconfig
@@ -43,29 +46,35 @@ func table(o Outcome) (info, bool) {
 	case Skip:
 		return info{0, 1, "skipped (reason recorded)"}, true
 	case ExpectedFail:
-		return info{0, 2, "failed as the config expected"}, true
+		return info{0, 2, "failed as the cell's expectation says (the named tests, for the named reason)"}, true
+	case AllSkipped:
+		return info{11, 3, "every test skipped: nothing was tested"}, true
 	case UnexpectedOK:
-		return info{1, 3, "passed although expected to fail"}, true
+		return info{10, 4, "passed although expected to fail (a mutant not caught)"}, true
+	case Mismatch:
+		return info{12, 5, "failed, but not as expected (other tests, or another reason)"}, true
 	case TestFail:
-		return info{1, 4, "a suite reported a failed test"}, true
+		return info{1, 6, "a test failed, a suite did not complete, or a declared test never reported"}, true
 	case ConfigError:
 		return info{2, 20, "invalid configuration or command line"}, true
 	case PatchFail:
-		return info{3, 5, "a patch does not apply"}, true
+		return info{3, 7, "a patch does not apply"}, true
 	case KconfigDrop:
-		return info{4, 6, "a requested kconfig option was dropped"}, true
+		return info{4, 8, "a requested kconfig option was dropped"}, true
 	case BuildFail:
-		return info{5, 7, "the kernel build failed"}, true
+		return info{5, 9, "the kernel build failed"}, true
 	case BootFail:
-		return info{6, 8, "the kernel did not boot to the guest agent"}, true
+		return info{6, 10, "the kernel did not boot to the guest agent"}, true
 	case KernelCrash:
-		return info{7, 10, "the kernel crashed (panic/oops/BUG/WARNING/lockdep/KASAN/hung task/RCU stall/soft lockup)"}, true
+		return info{7, 12, "the kernel crashed (panic/oops/BUG/WARNING/lockdep/KASAN/hung task/RCU stall/soft lockup)"}, true
 	case Timeout:
-		return info{8, 9, "the guest timed out (no output, overall or suite deadline)"}, true
+		return info{8, 11, "the guest timed out (no output, no events, suite or overall deadline)"}, true
 	case Infra:
-		return info{9, 15, "infrastructure error (host tools, QEMU, disk)"}, true
+		return info{9, 15, "infrastructure error: the host failed (tools, QEMU killed or not starting, disk)"}, true
+	case Incomplete:
+		return info{13, 18, "not finished: still running, or kharness was killed before it could say"}, true
 	case Interrupted:
-		return info{130, 30, "interrupted"}, true
+		return info{130, 30, "interrupted (SIGINT, SIGTERM, SIGHUP)"}, true
 	}
 	return info{}, false
 }
@@ -112,8 +121,8 @@ func rank(o Outcome) int {
 
 // All lists the outcomes in documentation order.
 func All() []Outcome {
-	return []Outcome{Pass, Skip, ExpectedFail, UnexpectedOK, TestFail, ConfigError, PatchFail, KconfigDrop,
-		BuildFail, BootFail, KernelCrash, Timeout, Infra, Interrupted}
+	return []Outcome{Pass, Skip, ExpectedFail, TestFail, ConfigError, PatchFail, KconfigDrop,
+		BuildFail, BootFail, KernelCrash, Timeout, Infra, UnexpectedOK, AllSkipped, Mismatch, Incomplete, Interrupted}
 }
 
 // Error is an error that carries the outcome it stands for, so stages can

@@ -68,7 +68,7 @@ func WriteJUnit(path string, r *Run) error {
 				jc.Skipped = &junitMessage{Message: firstLine(t.Message)}
 				s.Skipped++
 			default:
-				expected := c.ExpectFail && c.Outcome == outcome.ExpectedFail
+				expected := c.Expect != nil && c.Outcome == outcome.ExpectedFail
 				if expected {
 					jc.SystemOut = "expected failure (" + string(t.Outcome) + "): " + t.Message
 				} else {

@@ -37,7 +37,7 @@ type Cell struct {
 	Target     string   `json:"target"`
 	PatchSets  []string `json:"patchsets"`
 	Suites     []string `json:"suites"`
-	ExpectFail bool     `json:"expect_fail,omitempty"`
+	Expect     *outcome.Expectation `json:"expect,omitempty"`
 	// Outcome is the verdict after the cell's expectation; Raw before it.
 	Outcome outcome.Outcome `json:"outcome"`
 	Raw     outcome.Outcome `json:"raw_outcome"`
@@ -244,7 +244,7 @@ func (c *Cell) Finish(boot outcome.Outcome, reason string) {
 func (c *Cell) SetOutcome(raw outcome.Outcome, stage, reason string) {
 	c.Raw, c.Stage, c.Reason = raw, stage, reason
 	c.Outcome = raw
-	if !c.ExpectFail {
+	if c.Expect == nil {
 		return
 	}
 	switch raw {

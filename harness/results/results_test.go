@@ -35,7 +35,10 @@ func TestCellOutcome(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &Cell{ExpectFail: tc.expect}
+			c := &Cell{}
+			if tc.expect {
+				c.Expect = &outcome.Expectation{}
+			}
 			for i, o := range tc.tests {
 				c.Tests = append(c.Tests, &Test{Suite: "s", Name: string(rune('a' + i)), Outcome: o})
 			}

@@ -40,7 +40,7 @@ func Summary(w io.Writer, r *Run) {
 			row = append(row, suiteCell(c, s))
 		}
 		out := string(c.Outcome)
-		if c.ExpectFail {
+		if c.Expect != nil {
 			out += " (expected fail)"
 		}
 		row = append(row, out)

@@ -503,7 +503,7 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC()}
 	for _, c := range cells {
 		run.Cells = append(run.Cells, &results.Cell{ID: c.ID, Name: c.Name, Target: c.Target, PatchSets: c.PatchSets,
-			Suites: c.Suites, ExpectFail: c.ExpectFail, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
+			Suites: c.Suites, Expect: c.Expect, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
 			Rerun: p.rerun(c)})
 	}
 	store, err := results.Create(p.Cfg.Abs(p.Cfg.Results), run)
