@@ -21,6 +21,7 @@ import (
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/run"
@@ -110,17 +111,24 @@ func (c *common) load() (*config.Config, error) {
 	return cfg, nil
 }
 
-// signalContext cancels on the first SIGINT/SIGTERM so QEMU and make are
-// stopped and the results written; a second signal exits at once.
-func signalContext(stderr io.Writer) (context.Context, func()) {
+// signalContext cancels on the first SIGINT, SIGTERM or SIGHUP so QEMU
+// and make are stopped and the results written as interrupted. A second
+// signal does not wait for that: abort (if set) marks the results
+// interrupted at once, and kharness exits; its children die with it
+// (package proc, boot's Pdeathsig).
+func signalContext(stderr io.Writer, abort func()) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		s := <-ch
 		fmt.Fprintf(stderr, "\nkharness: %v: stopping, writing partial results (again to force)\n", s)
 		cancel(fmt.Errorf("received %v", s))
-		<-ch
+		s = <-ch
+		fmt.Fprintf(stderr, "kharness: %v again: exiting now\n", s)
+		if abort != nil {
+			abort()
+		}
 		os.Exit(outcome.Interrupted.ExitCode())
 	}()
 	return ctx, func() { signal.Stop(ch); cancel(nil) }
@@ -169,7 +177,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	if !*install {
 		return outcome.Infra.ExitCode()
 	}
-	ctx, stop := signalContext(stderr)
+	ctx, stop := signalContext(stderr, nil)
 	defer stop()
 	if err := doctor.Install(ctx, stdout, doctor.Packages(missing), doctor.SourcesDir); err != nil {
 		return fail(stderr, outcome.Errorf(outcome.Infra, "%w", err))
@@ -197,12 +205,17 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	p, err := run.New(cfg, stderr)
+	var p *run.Pipeline
+	ctx, stop := signalContext(stderr, func() {
+		if p != nil {
+			p.Abort("a second signal")
+		}
+	})
+	defer stop()
+	p, err = run.New(ctx, cfg, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	ctx, stop := signalContext(stderr)
-	defer stop()
 	switch cmd {
 	case "build":
 		return buildCmd(ctx, p, stdout, stderr)
@@ -271,12 +284,13 @@ func bootCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int
 		return fail(stderr, err)
 	}
 	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
-	spec.Cmdline = append(spec.Cmdline, "kharness.mode=shell")
+	spec.Guest.Mode = guest.ModeShell
 	qargs := boot.Args(spec, "stdio,mux=on,signal=off", "null")
 	qargs = append(qargs, "-mon", "chardev=con,mode=readline")
 	fmt.Fprintf(stderr, "kharness boot: %s under %s (%s); Ctrl-A X quits\n", c.ID, accel, why)
 	q := exec.CommandContext(ctx, t.QEMU, qargs...)
 	q.Stdin, q.Stdout, q.Stderr = os.Stdin, stdout, stderr
+	q.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := q.Run(); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {

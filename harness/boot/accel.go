@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/kharness/kharness/harness/target"
@@ -68,6 +69,7 @@ func ProbeKVM(ctx context.Context, t target.Target) error {
 		"-drive", "format=raw,file="+img+",if=floppy", "-boot", "a")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Run()
 	var ee *exec.ExitError
 	switch {

@@ -5,13 +5,21 @@ package catalog
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
+
+	"github.com/kharness/kharness/harness/cache"
+	"github.com/kharness/kharness/harness/internal/proc"
 )
 
 // Suite is a suite's manifest.
@@ -73,4 +81,56 @@ func Names(ss []Suite, onlyDefault bool) []string {
 		}
 	}
 	return n
+}
+
+// Tests lists each suite's tests as its binary declares them (-list),
+// built for the host from the module at moduleDir. Lists are cached under
+// cacheDir by a hash of the suites' sources, so an unchanged tree costs
+// one `go list`. A suite that does not build or list is an error naming it.
+func Tests(ctx context.Context, moduleDir, module, cacheDir string, suites []string) (map[string][]string, error) {
+	pkgs := make([]string, len(suites))
+	for i, s := range suites {
+		pkgs[i] = module + "/suites/" + s
+	}
+	src, err := cache.GoSources(ctx, moduleDir, runtime.GOARCH, pkgs...)
+	if err != nil {
+		return nil, fmt.Errorf("suites' sources: %w", err)
+	}
+	key := cache.Key(append([]string{"catalog-tests-v1", runtime.Version(), strings.Join(suites, ",")}, src...)...)
+	path := filepath.Join(cacheDir, "catalog", key[:24]+".json")
+	if b, err := os.ReadFile(path); err == nil {
+		var m map[string][]string
+		if json.Unmarshal(b, &m) == nil {
+			return m, nil
+		}
+	}
+	bin, err := os.MkdirTemp("", "kharness-list-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(bin)
+	if _, err := proc.Run(ctx, proc.Cmd{Dir: moduleDir, Name: "go", Args: append([]string{"build", "-o", bin + "/"}, pkgs...)}); err != nil {
+		return nil, fmt.Errorf("build the suites to list their tests: %w", err)
+	}
+	m := map[string][]string{}
+	var errs *multierror.Error
+	for _, s := range suites {
+		out, err := proc.Run(ctx, proc.Cmd{Name: filepath.Join(bin, s), Args: []string{"-list"}})
+		if err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("suite %s: -list: %w", s, err))
+			continue
+		}
+		m[s] = strings.Fields(string(out))
+		if len(m[s]) == 0 {
+			errs = multierror.Append(errs, fmt.Errorf("suite %s declares no tests", s))
+		}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(m)
+	if err := cache.WriteFile(path, b); err != nil {
+		return nil, fmt.Errorf("cache the suites' test lists: %w", err)
+	}
+	return m, nil
 }

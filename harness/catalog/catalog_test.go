@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"context"
 	"os"
+	"slices"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -61,5 +63,28 @@ func TestRepoSuites(t *testing.T) {
 	}
 	if v, ok := have["selftest"]; !ok || v {
 		t.Errorf("selftest must exist and stay out of all: %v", have)
+	}
+}
+
+// TestTestsFromTheRealSuites lists the repository's own suites: the lists
+// come from the binaries, and a second call is served from the cache.
+func TestTestsFromTheRealSuites(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	cacheDir := t.TempDir()
+	m, err := Tests(context.Background(), root, "github.com/kharness/kharness", cacheDir, []string{"selftest", "smoke"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(m["selftest"], "panic") || !slices.Contains(m["smoke"], "highmem") {
+		t.Errorf("lists %v", m)
+	}
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "catalog", "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("cache entries %v", files)
+	}
+	os.WriteFile(files[0], []byte(`{"selftest":["cached"],"smoke":["cached"]}`), 0o644)
+	m2, err := Tests(context.Background(), root, "github.com/kharness/kharness", cacheDir, []string{"selftest", "smoke"})
+	if err != nil || m2["smoke"][0] != "cached" {
+		t.Errorf("second call not served from the cache: %v %v", m2, err)
 	}
 }

@@ -104,13 +104,70 @@ func (e Expect) Get() *outcome.Expectation {
 	return &x
 }
 
-// Timeouts are the base deadlines under KVM; TCG multiplies them.
+// Timeouts are the base deadlines under KVM; TCG multiplies them (Plan).
 type Timeouts struct {
 	Boot     time.Duration `yaml:"boot"`      // QEMU start to the agent's hello
-	NoOutput time.Duration `yaml:"no_output"` // silence on both console and events
-	Suite    time.Duration `yaml:"suite"`     // default per-suite deadline in the guest
+	NoOutput time.Duration `yaml:"no_output"` // silence: console or events before the hello, events after
+	Suite    time.Duration `yaml:"suite"`     // a suite's set-up allowance (a manifest's timeout overrides it)
+	Test     time.Duration `yaml:"test"`      // one test's allowance beyond 2 × duration
 	Overall  time.Duration `yaml:"overall"`   // whole boot, 0 = derived from the suites
 	TCGScale float64       `yaml:"tcg_scale"`
+	// Caps keep a long duration under TCG from giving a hung guest days.
+	SuiteMax   time.Duration `yaml:"suite_max"`
+	OverallMax time.Duration `yaml:"overall_max"`
+	// Lock bounds the wait for another run's lock on a tree or cache entry.
+	Lock time.Duration `yaml:"lock"`
+	// Build bounds one kernel build (make), Command one git/tar/olddefconfig.
+	Build   time.Duration `yaml:"build"`
+	Command time.Duration `yaml:"command"`
+}
+
+// SuitePlan is what Plan needs of one suite of a cell.
+type SuitePlan struct {
+	Setup time.Duration // its manifest's timeout (0: timeouts.suite)
+	Tests int           // tests selected
+}
+
+// Deadlines are a boot's timeouts, scaled for the accelerator.
+type Deadlines struct {
+	Boot, NoOutput, Test, Overall time.Duration
+	Suites                        []time.Duration // per SuitePlan, in order
+}
+
+// Plan scales the base timeouts for one boot. Under TCG every allowance is
+// multiplied by tcg_scale; the stress duration itself is wall time and is
+// not. A test may take 2 × duration plus its allowance; a suite its
+// set-up allowance plus every test's, capped at suite_max; the boot the
+// sum plus the boot allowance and a minute, capped at overall_max.
+func (t Timeouts) Plan(tcg bool, duration time.Duration, suites []SuitePlan) Deadlines {
+	scale := 1.0
+	if tcg {
+		scale = t.TCGScale
+	}
+	sc := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
+	d := Deadlines{Boot: sc(t.Boot), NoOutput: sc(t.NoOutput), Test: 2*duration + sc(t.Test)}
+	total := time.Duration(0)
+	for _, s := range suites {
+		setup := s.Setup
+		if setup == 0 {
+			setup = t.Suite
+		}
+		sd := sc(setup) + time.Duration(s.Tests)*(duration+sc(t.Test)/4)
+		if sd > t.SuiteMax {
+			sd = t.SuiteMax
+		}
+		d.Suites = append(d.Suites, sd)
+		total += sd
+	}
+	if t.Overall > 0 {
+		d.Overall = sc(t.Overall)
+	} else {
+		d.Overall = d.Boot + total + time.Minute
+	}
+	if d.Overall > t.OverallMax {
+		d.Overall = t.OverallMax
+	}
+	return d
 }
 
 // Dirs are the project directories, relative to the config file.
@@ -248,6 +305,24 @@ func (c *Config) defaults() {
 	}
 	if f.Timeouts.Suite == 0 {
 		f.Timeouts.Suite = 5 * time.Minute
+	}
+	if f.Timeouts.Test == 0 {
+		f.Timeouts.Test = 2 * time.Minute
+	}
+	if f.Timeouts.SuiteMax == 0 {
+		f.Timeouts.SuiteMax = 4 * time.Hour
+	}
+	if f.Timeouts.OverallMax == 0 {
+		f.Timeouts.OverallMax = 8 * time.Hour
+	}
+	if f.Timeouts.Lock == 0 {
+		f.Timeouts.Lock = 2 * time.Hour
+	}
+	if f.Timeouts.Build == 0 {
+		f.Timeouts.Build = 2 * time.Hour
+	}
+	if f.Timeouts.Command == 0 {
+		f.Timeouts.Command = 30 * time.Minute
 	}
 	if f.Timeouts.TCGScale == 0 {
 		f.Timeouts.TCGScale = 5
@@ -576,12 +651,12 @@ func listOrNone(s []string) string {
 
 // MatrixCell is one (source, target, patch stack) to build and boot.
 type MatrixCell struct {
-	ID         string // "<name>/<target>", unique in the run and safe as a directory name
-	Name       string
-	Target     string
-	PatchSets  []string // applied together, in this order
-	Suites     []string
-	Expect     *outcome.Expectation // nil: the cell must pass
+	ID        string // "<name>/<target>", unique in the run and safe as a directory name
+	Name      string
+	Target    string
+	PatchSets []string // applied together, in this order
+	Suites    []string
+	Expect    *outcome.Expectation // nil: the cell must pass
 }
 
 // Matrix expands the config into cells. Without explicit cells there is
@@ -620,9 +695,9 @@ func (c *Config) Matrix(cat Catalog) []MatrixCell {
 		for _, t := range c.cellTargets(cell) {
 			out = append(out, MatrixCell{
 				ID: cell.Name + "." + t, Name: cell.Name, Target: t,
-				PatchSets:  resolve(ps, cat.DefaultPatchSets),
-				Suites:     resolve(ss, cat.DefaultSuites),
-				Expect:     cell.Expect.Get(),
+				PatchSets: resolve(ps, cat.DefaultPatchSets),
+				Suites:    resolve(ss, cat.DefaultSuites),
+				Expect:    cell.Expect.Get(),
 			})
 		}
 	}

@@ -207,3 +207,36 @@ func TestCellFilterMatchingNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanDeadlines: deadlines scale with the accelerator and the
+// duration, but a nightly under TCG no longer gives a suite 12.5 h and the
+// boot 55 h.
+func TestPlanDeadlines(t *testing.T) {
+	c, err := Parse("/p/k.yaml", nil, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := c.Timeouts.Plan(true, 10*time.Second, []SuitePlan{{Setup: 5 * time.Minute, Tests: 61}, {Setup: 2 * time.Minute, Tests: 7}})
+	if ci.Boot != 150*time.Second || ci.NoOutput != 5*time.Minute || ci.Test != 20*time.Second+10*time.Minute {
+		t.Errorf("CI under TCG: %+v", ci)
+	}
+	// cow: 25 min set-up + 61 × (10 s + 2.5 min).
+	if want := 25*time.Minute + 61*(10*time.Second+150*time.Second); ci.Suites[0] != want {
+		t.Errorf("cow suite deadline %s, want %s", ci.Suites[0], want)
+	}
+	nightly := c.Timeouts.Plan(true, 5*time.Minute, []SuitePlan{{Setup: 5 * time.Minute, Tests: 61}, {Setup: 5 * time.Minute, Tests: 16}})
+	if nightly.Suites[0] != 4*time.Hour || nightly.Overall != 150*time.Second+4*time.Hour+nightly.Suites[1]+time.Minute {
+		t.Errorf("nightly caps not applied: %+v", nightly)
+	}
+	if nightly.Test != 10*time.Minute+10*time.Minute {
+		t.Errorf("nightly test deadline %s", nightly.Test)
+	}
+	many := c.Timeouts.Plan(true, 5*time.Minute, []SuitePlan{{Tests: 61}, {Tests: 61}, {Tests: 61}})
+	if many.Overall != 8*time.Hour {
+		t.Errorf("overall cap not applied: %s", many.Overall)
+	}
+	kvm := c.Timeouts.Plan(false, 10*time.Second, []SuitePlan{{Tests: 2}})
+	if kvm.Boot != 30*time.Second || kvm.Suites[0] != 5*time.Minute+2*(10*time.Second+30*time.Second) {
+		t.Errorf("KVM: %+v", kvm)
+	}
+}

@@ -29,6 +29,8 @@ const (
 	keyPatchSets = "patchsets"
 	keyEvents    = "events"
 	keyHeartbeat = "heartbeat"
+	keyTestLimit = "test_deadline"
+	keyScale     = "scale"
 )
 
 // Modes of the agent.
@@ -77,6 +79,12 @@ type BootArgs struct {
 	EventPort string
 	// Heartbeat is how often a running test reports progress.
 	Heartbeat time.Duration
+	// TestDeadline bounds one test: the agent stops a suite whose test
+	// runs longer, so a hang is caught in minutes, not at the suite's end.
+	TestDeadline time.Duration
+	// Scale is the accelerator's slowness (1 under KVM, timeouts.tcg_scale
+	// under TCG): the suites' own watchdogs multiply their limits by it.
+	Scale float64
 }
 
 // Defaults the agent falls back to when a parameter is absent (a
@@ -130,6 +138,12 @@ func (b BootArgs) Encode() []string {
 	if b.Heartbeat > 0 {
 		add(keyHeartbeat, b.Heartbeat.String())
 	}
+	if b.TestDeadline > 0 {
+		add(keyTestLimit, b.TestDeadline.String())
+	}
+	if b.Scale > 0 {
+		add(keyScale, strconv.FormatFloat(b.Scale, 'g', -1, 64))
+	}
 	return out
 }
 
@@ -139,7 +153,7 @@ func esc(s string) string { return url.QueryEscape(s) }
 // words are ignored; a malformed kharness value is an error naming it.
 func Parse(cmdline string) (BootArgs, error) {
 	b := BootArgs{Mode: ModeRun, Duration: DefaultDuration, Intensity: 1, EventPort: DefaultEventPort,
-		Heartbeat: DefaultHeartbeat}
+		Heartbeat: DefaultHeartbeat, Scale: 1}
 	var errs []string
 	bad := func(k, v string, err error) { errs = append(errs, fmt.Sprintf("%s%s=%s: %v", prefix, k, v, err)) }
 	for _, w := range strings.Fields(cmdline) {
@@ -166,17 +180,27 @@ func Parse(cmdline string) (BootArgs, error) {
 				}
 				b.Suites = append(b.Suites, s)
 			}
-		case keyDuration, keyHeartbeat:
+		case keyDuration, keyHeartbeat, keyTestLimit:
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				bad(k, v, fmt.Errorf("not a positive duration"))
 				continue
 			}
-			if k == keyDuration {
+			switch k {
+			case keyDuration:
 				b.Duration = d
-			} else {
+			case keyHeartbeat:
 				b.Heartbeat = d
+			default:
+				b.TestDeadline = d
 			}
+		case keyScale:
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 1 {
+				bad(k, v, fmt.Errorf("not a number >= 1"))
+				continue
+			}
+			b.Scale = f
 		case keyIntensity, keyCPUs:
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {

@@ -9,10 +9,10 @@ import (
 
 func TestRoundTrip(t *testing.T) {
 	tests := []BootArgs{
-		{Mode: ModeRun, Duration: 10 * time.Second, Intensity: 1, EventPort: "ttyS1", Heartbeat: 2 * time.Second,
+		{Mode: ModeRun, Duration: 10 * time.Second, Intensity: 1, EventPort: "ttyS1", Heartbeat: 2 * time.Second, Scale: 1,
 			Suites: []Suite{{Name: "smoke", Deadline: 10 * time.Minute}}},
 		{Mode: ModeRun, Duration: 5 * time.Minute, Intensity: 3, CPUs: 2, Preempt: "full", ConfigSHA: "0123abcd",
-			EventPort: "ttyS1", Heartbeat: time.Second,
+			EventPort: "ttyS1", Heartbeat: time.Second, TestDeadline: 12 * time.Minute, Scale: 5,
 			PatchSets: []string{"cow", "mutants/uffd-wake-range-off-by-one"},
 			Suites: []Suite{
 				{Name: "kmaplocal", Tests: "^driver-(nest|sleep-preempt|uffd-fault)$", Deadline: time.Hour},

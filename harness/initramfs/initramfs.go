@@ -22,7 +22,6 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/kharness/kharness/harness/cache"
-	"github.com/kharness/kharness/harness/internal/proc"
 	"github.com/kharness/kharness/harness/outcome"
 )
 
@@ -46,6 +45,7 @@ type Request struct {
 	Suites    []string // suite names: packages suites/<name>
 	CacheDir  string
 	Log       io.Writer
+	Lock      cache.LockWait // waiting for another run building the same image
 }
 
 // Result is a built or cached image.
@@ -63,38 +63,15 @@ type Result struct {
 // code that does not go into the image does not invalidate it.
 func Key(ctx context.Context, r Request) (string, error) {
 	parts := []string{format, runtime.Version(), r.GOARCH, strings.Join(sorted(r.Suites), ","), strings.Join(coreCmds, ",")}
-	for _, f := range []string{"go.mod", "go.sum"} {
-		h, err := cache.FileHash(filepath.Join(r.ModuleDir, f))
-		if err != nil {
-			return "", fmt.Errorf("hash initramfs inputs: %w", err)
-		}
-		parts = append(parts, f, h)
-	}
 	pkgs := []string{AgentPkg}
 	for _, s := range sorted(r.Suites) {
 		pkgs = append(pkgs, Module+"/suites/"+s)
 	}
-	args := append([]string{"list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}{{end}}"}, pkgs...)
-	out, err := proc.Output(ctx, proc.Cmd{Dir: r.ModuleDir, Name: "go", Args: args,
-		Env: []string{"GOOS=linux", "GOARCH=" + r.GOARCH, "CGO_ENABLED=0"}})
+	src, err := cache.GoSources(ctx, r.ModuleDir, r.GOARCH, pkgs...)
 	if err != nil {
-		return "", fmt.Errorf("list initramfs packages: %w", err)
+		return "", fmt.Errorf("hash initramfs inputs: %w", err)
 	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		for _, name := range f[1:] {
-			p := filepath.Join(f[0], name)
-			h, err := cache.FileHash(p)
-			if err != nil {
-				return "", fmt.Errorf("hash initramfs inputs: %w", err)
-			}
-			rel, _ := filepath.Rel(r.ModuleDir, p)
-			parts = append(parts, rel, h)
-		}
-	}
+	parts = append(parts, src...)
 	return cache.Key(parts...), nil
 }
 
@@ -113,7 +90,7 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	}
 	dir := filepath.Join(r.CacheDir, "initramfs")
 	out := filepath.Join(dir, key[:24]+"-"+r.GOARCH+".cpio")
-	lock, err := cache.Acquire(ctx, out+".lock")
+	lock, err := cache.Acquire(ctx, out+".lock", r.Lock)
 	if err != nil {
 		return nil, err
 	}

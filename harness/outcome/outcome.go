@@ -15,6 +15,7 @@ type Outcome string
 const (
 	Pass         Outcome = "pass"
 	Skip         Outcome = "skip"
+	NotRun       Outcome = "not-run"         // a test the guest never reached (it crashed or stopped first)
 	ExpectedFail Outcome = "xfail"           // failed as the cell's expectation says
 	UnexpectedOK Outcome = "xpass"           // passed, but the config said it should fail
 	Mismatch     Outcome = "xfail-mismatch"  // failed, but not the named tests or not for the named reason
@@ -45,6 +46,8 @@ func table(o Outcome) (info, bool) {
 		return info{0, 0, "everything passed"}, true
 	case Skip:
 		return info{0, 1, "skipped (reason recorded)"}, true
+	case NotRun:
+		return info{0, 1, "a test not reached: the guest crashed or stopped before it (the cell's outcome says why)"}, true
 	case ExpectedFail:
 		return info{0, 2, "failed as the cell's expectation says (the named tests, for the named reason)"}, true
 	case AllSkipped:
@@ -121,7 +124,7 @@ func rank(o Outcome) int {
 
 // All lists the outcomes in documentation order.
 func All() []Outcome {
-	return []Outcome{Pass, Skip, ExpectedFail, TestFail, ConfigError, PatchFail, KconfigDrop,
+	return []Outcome{Pass, Skip, NotRun, ExpectedFail, TestFail, ConfigError, PatchFail, KconfigDrop,
 		BuildFail, BootFail, KernelCrash, Timeout, Infra, UnexpectedOK, AllSkipped, Mismatch, Incomplete, Interrupted}
 }
 

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,16 +28,39 @@ type Test struct {
 	DurationMS int64              `json:"duration_ms"`
 	Metrics    map[string]float64 `json:"metrics,omitempty"`
 	Kmsg       []string           `json:"kmsg,omitempty"`
+	// Crash is the title of the kernel splat that failed the test.
+	Crash string `json:"crash,omitempty"`
+	// HostBlamed marks a result the host made up for a test that never
+	// reported its own: blamed by a watchdog, or never reported at all.
+	// Such a result never catches a mutant.
+	HostBlamed bool `json:"host_blamed,omitempty"`
+	// Iterations is the last heartbeat's loop count.
+	Iterations int64 `json:"iterations,omitempty"`
+}
+
+// SuiteRun is what the guest said of one suite process.
+type SuiteRun struct {
+	Name     string       `json:"name"`
+	Declared []string     `json:"declared"` // the tests it said this run selects
+	Started  bool         `json:"started"`
+	Ended    bool         `json:"ended"`
+	Result   event.Result `json:"result,omitempty"` // the suite process: pass, fail, timeout
+	Message  string       `json:"message,omitempty"`
+	// DurationMS is the suite's wall time in the guest.
+	DurationMS int64 `json:"duration_ms,omitempty"`
 }
 
 // Cell is one matrix cell's result.
 type Cell struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Target     string   `json:"target"`
-	PatchSets  []string `json:"patchsets"`
-	Suites     []string `json:"suites"`
-	Expect     *outcome.Expectation `json:"expect,omitempty"`
+	ID        string               `json:"id"`
+	Name      string               `json:"name"`
+	Target    string               `json:"target"`
+	PatchSets []string             `json:"patchsets"`
+	Suites    []string             `json:"suites"`
+	Expect    *outcome.Expectation `json:"expect,omitempty"`
+	// PatchStack digests the applied patches; with Target and KconfigSHA
+	// it identifies the kernel across runs (history).
+	PatchStack string `json:"patch_stack,omitempty"`
 	// Outcome is the verdict after the cell's expectation; Raw before it.
 	Outcome outcome.Outcome `json:"outcome"`
 	Raw     outcome.Outcome `json:"raw_outcome"`
@@ -61,21 +84,36 @@ type Cell struct {
 	Crashes           []report.Report   `json:"crashes,omitempty"`
 	BlameSuite        string            `json:"blame_suite,omitempty"`
 	BlameTest         string            `json:"blame_test,omitempty"`
+	Watchdog          bool              `json:"watchdog,omitempty"`   // the boot ended by a host watchdog
 	Reproducer        string            `json:"reproducer,omitempty"` // QEMU command of the boot
 	Rerun             string            `json:"rerun"`                // kharness command for this cell alone
 	Dir               string            `json:"dir"`
+	KconfigSHA        string            `json:"kconfig_sha256,omitempty"`
+	Notes             []string          `json:"notes,omitempty"` // host remarks: dropped lines, cache repairs
+	SuiteRuns         []*SuiteRun       `json:"suite_runs,omitempty"`
 	Tests             []*Test           `json:"tests"`
+
+	progress event.Event // the last heartbeat
 }
+
+// Schema names the results.json format.
+const Schema = "kharness.run/v1"
 
 // Run is the whole run.
 type Run struct {
-	ID       string          `json:"id"`
+	Schema string `json:"schema"`
+	ID     string `json:"id"`
+	// PID and Host say which process writes the run, so that a later run
+	// can tell one still going from one whose kharness was killed.
+	PID      int             `json:"pid"`
+	Host     string          `json:"host,omitempty"`
 	Config   string          `json:"config"`
 	Source   string          `json:"source"`
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished,omitempty"`
 	Outcome  outcome.Outcome `json:"outcome"`
 	ExitCode int             `json:"exit_code"`
+	Reason   string          `json:"reason,omitempty"`
 	Cells    []*Cell         `json:"cells"`
 }
 
@@ -96,6 +134,9 @@ type Store struct {
 	mu  sync.Mutex
 	ev  *os.File
 	run *Run
+	// err is the first failure to write the record; the run goes on (what
+	// is in memory is still reported) and ends as infra-error.
+	err error
 }
 
 // NewID makes a run id that sorts by time and is unique per process.
@@ -103,7 +144,9 @@ func NewID(now time.Time) string {
 	return fmt.Sprintf("%s-%d", now.UTC().Format("20060102-150405"), os.Getpid())
 }
 
-// Create makes results/<id>/ and opens its events file.
+// Create makes results/<id>/ and opens its events file. Until Close the
+// run (and each unfinished cell) says incomplete, with a non-zero exit
+// code, so a run whose kharness dies never looks green.
 func Create(root string, run *Run) (*Store, error) {
 	dir := filepath.Join(root, run.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -113,16 +156,41 @@ func Create(root string, run *Run) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events file: %w", err)
 	}
+	run.Schema, run.PID = Schema, os.Getpid()
+	run.Host, _ = os.Hostname()
+	run.Outcome, run.ExitCode = outcome.Incomplete, outcome.Incomplete.ExitCode()
+	for _, c := range run.Cells {
+		if c.Outcome == "" {
+			c.Outcome, c.Raw = outcome.Incomplete, outcome.Incomplete
+		}
+	}
 	s := &Store{Dir: dir, ev: f, run: run}
-	// A "latest" link makes the newest run easy to find for people and CI.
-	latest := filepath.Join(root, "latest")
-	os.Remove(latest)
-	os.Symlink(run.ID, latest)
-	return s, s.Snapshot()
+	if err := s.Snapshot(); err != nil {
+		return nil, err
+	}
+	// A "latest" link makes the newest run easy to find for people and
+	// CI; it is replaced by a rename, never missing.
+	if err := cache.Symlink(run.ID, filepath.Join(root, "latest")); err != nil {
+		return nil, fmt.Errorf("results/latest: %w", err)
+	}
+	return s, nil
 }
 
 // CellDir is the directory of a cell's artefacts.
 func (s *Store) CellDir(id string) string { return filepath.Join(s.Dir, "cells", id) }
+
+// Err is the first failure to write the run's record, if any.
+func (s *Store) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Store) fail(err error) {
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+}
 
 // Append writes one record to the events file immediately: each record is
 // one write(2), so what was received survives a crash of kharness.
@@ -131,34 +199,46 @@ func (s *Store) Append(r Record) {
 		r.Time = time.Now().UTC()
 	}
 	b, err := json.Marshal(r)
-	if err != nil {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ev.Write(append(b, '\n'))
+	if err != nil {
+		s.fail(fmt.Errorf("encode event record: %w", err))
+		return
+	}
+	if _, err := s.ev.Write(append(b, '\n')); err != nil {
+		s.fail(fmt.Errorf("write %s: %w", s.ev.Name(), err))
+	}
 }
 
 // Snapshot rewrites results.json from the current state, atomically.
 func (s *Store) Snapshot() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.snapshot()
+}
+
+func (s *Store) snapshot() error {
 	b, err := json.MarshalIndent(s.run, "", "  ")
-	if err != nil {
-		return err
+	if err == nil {
+		err = cache.WriteFile(filepath.Join(s.Dir, "results.json"), append(b, '\n'))
 	}
-	return cache.WriteFile(filepath.Join(s.Dir, "results.json"), append(b, '\n'))
+	if err != nil {
+		err = fmt.Errorf("write results.json: %w", err)
+		s.fail(err)
+	}
+	return err
 }
 
 // Update runs fn with the run locked, then snapshots.
 func (s *Store) Update(fn func(*Run)) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	fn(s.run)
-	s.mu.Unlock()
-	s.Snapshot()
+	s.snapshot()
 }
 
-// Close finishes the run: outcome, results.json and junit.xml.
+// Close finishes the run: outcome, results.json and junit.xml. A failure
+// to write any part of the record makes the run an infra-error.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	r := s.run
@@ -167,17 +247,22 @@ func (s *Store) Close() error {
 	for _, c := range r.Cells {
 		os_ = append(os_, c.Outcome)
 	}
-	if r.Outcome == "" || r.Outcome == outcome.Pass {
+	if r.Outcome == "" || r.Outcome == outcome.Incomplete || r.Outcome == outcome.Pass {
 		r.Outcome = outcome.Worst(os_...)
 	}
-	r.ExitCode = r.Outcome.ExitCode()
-	s.mu.Unlock()
-	err := s.Snapshot()
-	if jerr := WriteJUnit(filepath.Join(s.Dir, "junit.xml"), r); jerr != nil && err == nil {
-		err = jerr
+	if s.err != nil {
+		r.Outcome = outcome.Worst(r.Outcome, outcome.Infra)
+		r.Reason = "the run's record could not be written: " + s.err.Error()
 	}
-	s.mu.Lock()
-	s.ev.Close()
+	r.ExitCode = r.Outcome.ExitCode()
+	s.snapshot()
+	if err := WriteJUnit(filepath.Join(s.Dir, "junit.xml"), r); err != nil {
+		s.fail(fmt.Errorf("write junit.xml: %w", err))
+	}
+	if err := s.ev.Close(); err != nil {
+		s.fail(fmt.Errorf("close events file: %w", err))
+	}
+	err := s.err
 	s.mu.Unlock()
 	return err
 }
@@ -195,77 +280,53 @@ func Load(path string) (*Run, error) {
 	return &r, nil
 }
 
-// TestOutcome maps a guest result to an outcome.
-func TestOutcome(r event.Result) outcome.Outcome {
-	switch r {
-	case event.Pass:
-		return outcome.Pass
-	case event.Skip:
-		return outcome.Skip
-	case event.Crash:
-		return outcome.KernelCrash
-	case event.Timeout:
-		return outcome.Timeout
+// Recover finds runs under root that say incomplete although the process
+// that wrote them is gone (kharness was SIGKILLed, the host rebooted),
+// marks them interrupted and returns their ids. A run whose process still
+// lives is left alone.
+func Recover(root, by string) ([]string, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return outcome.TestFail
+	host, _ := os.Hostname()
+	var found []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(root, e.Name(), "results.json")
+		r, err := Load(path)
+		if err != nil || r.Outcome != outcome.Incomplete || (r.Host != "" && r.Host != host) || alive(r.PID) {
+			continue
+		}
+		why := fmt.Sprintf("kharness (pid %d) stopped without finishing the run (killed?); found by run %s", r.PID, by)
+		r.Outcome, r.ExitCode, r.Reason = outcome.Interrupted, outcome.Interrupted.ExitCode(), why
+		for _, c := range r.Cells {
+			if c.Outcome == outcome.Incomplete || c.Outcome == "" {
+				c.Outcome, c.Raw, c.Reason = outcome.Interrupted, outcome.Interrupted, why
+			}
+		}
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return found, err
+		}
+		if err := cache.WriteFile(path, append(b, '\n')); err != nil {
+			return found, fmt.Errorf("mark %s interrupted: %w", r.ID, err)
+		}
+		found = append(found, r.ID)
+	}
+	return found, nil
 }
 
-// Finish computes a booted cell's outcome from its tests and the boot
-// verdict, then applies the cell's expectation.
-func (c *Cell) Finish(boot outcome.Outcome, reason string) {
-	raw, stage := boot, "boot"
-	if raw == outcome.Pass {
-		stage = "tests"
-		var os_ []outcome.Outcome
-		for _, t := range c.Tests {
-			os_ = append(os_, t.Outcome)
-		}
-		raw = outcome.Worst(os_...)
-		if raw == outcome.Skip {
-			raw = outcome.Pass
-		}
-		if raw == outcome.Pass && len(c.Crashes) > 0 {
-			raw, reason = outcome.KernelCrash, "kernel splat outside any test: "+c.Crashes[0].Title
-		}
-		if raw != outcome.Pass && reason == "" {
-			reason = failedTests(c.Tests)
-		}
+// alive reports whether pid is a running kharness.
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
 	}
-	if raw == outcome.Pass {
-		stage = ""
-	}
-	c.SetOutcome(raw, stage, reason)
-}
-
-// SetOutcome records a raw outcome (and the failing stage) and derives
-// the final one from the expectation: a cell expected to fail passes as
-// xfail only when the kernel misbehaved under test (test failure, crash,
-// timeout); a mutant that does not build or boot is still an error.
-func (c *Cell) SetOutcome(raw outcome.Outcome, stage, reason string) {
-	c.Raw, c.Stage, c.Reason = raw, stage, reason
-	c.Outcome = raw
-	if c.Expect == nil {
-		return
-	}
-	switch raw {
-	case outcome.Pass:
-		c.Outcome = outcome.UnexpectedOK
-		c.Reason = "expected to fail, but every test passed"
-	case outcome.TestFail, outcome.KernelCrash, outcome.Timeout:
-		c.Outcome = outcome.ExpectedFail
-	}
-}
-
-func failedTests(ts []*Test) string {
-	var names []string
-	for _, t := range ts {
-		if t.Outcome != outcome.Pass && t.Outcome != outcome.Skip {
-			names = append(names, fmt.Sprintf("%s/%s (%s)", t.Suite, t.Name, t.Outcome))
-		}
-	}
-	sort.Strings(names)
-	if len(names) > 5 {
-		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
-	}
-	return fmt.Sprint(names)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), "kharness")
 }

@@ -2,6 +2,7 @@ package results
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/xml"
 	"os"
 	"path/filepath"
@@ -14,43 +15,101 @@ import (
 	"github.com/kharness/kharness/harness/report"
 )
 
-func TestCellOutcome(t *testing.T) {
+// ev builds guest event streams for the verdict tables.
+func suiteStart(s string, tests ...string) event.Event {
+	return event.Event{Type: event.SuiteStart, Suite: s, Tests: tests}
+}
+func testEnd(s, name string, r event.Result, msg string, kmsg ...string) event.Event {
+	return event.Event{Type: event.TestEnd, Suite: s, Test: name, Result: r, Message: msg, Kmsg: kmsg}
+}
+func suiteEnd(s string, r event.Result, msg string) event.Event {
+	return event.Event{Type: event.SuiteEnd, Suite: s, Result: r, Message: msg}
+}
+
+// TestCellVerdict: a cell passes, or counts a mutant as caught, only for
+// the right reason. Each row is a guest event stream and the boot's own
+// verdict, judged for a normal cell and for an `expect: fail` cell.
+func TestCellVerdict(t *testing.T) {
+	booted := Boot{Outcome: outcome.Pass}
 	tests := []struct {
-		name   string
-		expect bool
-		boot   outcome.Outcome
-		tests  []outcome.Outcome
-		splats int
-		want   outcome.Outcome
+		name       string
+		suites     []string
+		events     []event.Event
+		boot       Boot
+		want       outcome.Outcome // normal cell
+		wantExpect outcome.Outcome // expect: fail
+		reason     string
 	}{
-		{"all pass", false, outcome.Pass, []outcome.Outcome{outcome.Pass, outcome.Skip}, 0, outcome.Pass},
-		{"one fails", false, outcome.Pass, []outcome.Outcome{outcome.Pass, outcome.TestFail}, 0, outcome.TestFail},
-		{"crash beats fail", false, outcome.Pass, []outcome.Outcome{outcome.KernelCrash, outcome.TestFail}, 0, outcome.KernelCrash},
-		{"splat outside tests", false, outcome.Pass, []outcome.Outcome{outcome.Pass}, 1, outcome.KernelCrash},
-		{"boot verdict wins", false, outcome.Timeout, []outcome.Outcome{outcome.Pass}, 0, outcome.Timeout},
-		{"mutant caught", true, outcome.Pass, []outcome.Outcome{outcome.TestFail}, 0, outcome.ExpectedFail},
-		{"mutant crash caught", true, outcome.KernelCrash, nil, 0, outcome.ExpectedFail},
-		{"mutant missed", true, outcome.Pass, []outcome.Outcome{outcome.Pass}, 0, outcome.UnexpectedOK},
-		{"mutant that does not boot is no catch", true, outcome.BootFail, nil, 0, outcome.BootFail},
+		{"all pass", []string{"s"}, []event.Event{suiteStart("s", "a", "b"), testEnd("s", "a", event.Pass, ""), testEnd("s", "b", event.Skip, "only on 386"), suiteEnd("s", event.Pass, "")},
+			booted, outcome.Pass, outcome.UnexpectedOK, ""},
+		{"a test fails", []string{"s"}, []event.Event{suiteStart("s", "a", "b"), testEnd("s", "a", event.Pass, ""), testEnd("s", "b", event.Fail, "boom"), suiteEnd("s", event.Fail, "exit status 1")},
+			booted, outcome.TestFail, outcome.ExpectedFail, "s/b (test-failure)"},
+		{"silence past no_output while a test runs", []string{"s"}, []event.Event{suiteStart("s", "a", "b")},
+			Boot{Outcome: outcome.Timeout, Reason: "no events from the guest for 5m0s", Watchdog: true, BlameSuite: "s", BlameTest: "a"},
+			outcome.Timeout, outcome.Mismatch, "no events"},
+		{"guest powers off before done", []string{"s"}, []event.Event{suiteStart("s", "a", "b"), testEnd("s", "a", event.Pass, "")},
+			Boot{Outcome: outcome.KernelCrash, Reason: "the guest rebooted or powered off before the done sentinel"},
+			outcome.KernelCrash, outcome.Mismatch, "before the done sentinel"},
+		{"suite dies between tests (segfault after 1 of 16)", []string{"cow"}, append([]event.Event{suiteStart("cow", names(16)...), testEnd("cow", "t0", event.Pass, "")}, suiteEnd("cow", event.Fail, "suite exited: signal: segmentation fault")),
+			booted, outcome.TestFail, outcome.Mismatch, "15 of 16 declared tests never reported (suite exited: signal: segmentation fault)"},
+		{"suite never starts (no binary)", []string{"cow"}, []event.Event{{Type: event.SuiteStart, Suite: "cow"}, suiteEnd("cow", event.Fail, "/bin/cow -list: fork/exec /bin/cow: no such file or directory")},
+			booted, outcome.TestFail, outcome.Mismatch, "suite cow failed although every test passed: /bin/cow -list: fork/exec /bin/cow: no such file"},
+		{"suite absent from the stream", []string{"cow", "s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, ""), suiteEnd("s", event.Pass, "")},
+			booted, outcome.TestFail, outcome.Mismatch, "suite cow never started"},
+		{"suite times out with no test running", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, ""), suiteEnd("s", event.Timeout, "suite s killed after its 5m0s deadline")},
+			booted, outcome.Timeout, outcome.Mismatch, "outran its deadline with no test running"},
+		{"suite times out in a test", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Timeout, "suite s killed after its 5m0s deadline"), suiteEnd("s", event.Timeout, "suite s killed after its 5m0s deadline")},
+			booted, outcome.Timeout, outcome.ExpectedFail, "s/a (guest-timeout)"},
+		{"every test skipped", []string{"s"}, []event.Event{suiteStart("s", "a", "b"), testEnd("s", "a", event.Skip, "no umcg"), testEnd("s", "b", event.Skip, "no umcg"), suiteEnd("s", event.Pass, "")},
+			booted, outcome.AllSkipped, outcome.AllSkipped, "no test passed: s/a (skip: no umcg)"},
+		{"splat in a test's kmsg", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, "", "WARNING: CPU: 0 PID: 1 at mm/highmem.c:623 kunmap_local_indexed+0x5/0x10"), suiteEnd("s", event.Pass, "")},
+			booted, outcome.KernelCrash, outcome.ExpectedFail, "s/a (kernel-crash)"},
+		{"splat outside any test", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, ""), suiteEnd("s", event.Pass, "")},
+			Boot{Outcome: outcome.Pass, Crashes: []report.Report{{Kind: report.Warning, Title: "WARNING in foo"}}},
+			outcome.KernelCrash, outcome.Mismatch, "kernel splat outside any test"},
+		{"panic in a test", []string{"s"}, []event.Event{suiteStart("s", "a", "b")},
+			Boot{Outcome: outcome.KernelCrash, Reason: "Kernel panic - not syncing: sysrq triggered crash", BlameSuite: "s", BlameTest: "a",
+				Crash: &report.Report{Kind: report.Panic, Title: "Kernel panic - not syncing: sysrq triggered crash", Fatal: true}},
+			outcome.KernelCrash, outcome.ExpectedFail, "sysrq triggered crash"},
+		{"QEMU killed from outside", []string{"s"}, []event.Event{suiteStart("s", "a")},
+			Boot{Outcome: outcome.Infra, Reason: "QEMU was stopped from outside the run", BlameSuite: "s", BlameTest: "a"},
+			outcome.Infra, outcome.Infra, "stopped from outside"},
+		{"no test at all", nil, nil, booted, outcome.AllSkipped, outcome.AllSkipped, "no test ran"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &Cell{}
-			if tc.expect {
-				c.Expect = &outcome.Expectation{}
+		for _, expect := range []bool{false, true} {
+			name := tc.name
+			if expect {
+				name += "/expect fail"
 			}
-			for i, o := range tc.tests {
-				c.Tests = append(c.Tests, &Test{Suite: "s", Name: string(rune('a' + i)), Outcome: o})
-			}
-			for i := 0; i < tc.splats; i++ {
-				c.Crashes = append(c.Crashes, report.Report{Kind: report.Warning, Title: "WARNING in foo"})
-			}
-			c.Finish(tc.boot, "boot said so")
-			if c.Outcome != tc.want {
-				t.Errorf("outcome %s (raw %s, %q), want %s", c.Outcome, c.Raw, c.Reason, tc.want)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				c := &Cell{Suites: tc.suites}
+				want := tc.want
+				if expect {
+					c.Expect = &outcome.Expectation{}
+					want = tc.wantExpect
+				}
+				for _, e := range tc.events {
+					c.Apply(e)
+				}
+				c.Finish(tc.boot)
+				if c.Outcome != want {
+					t.Errorf("outcome %s (raw %s: %q), want %s", c.Outcome, c.Raw, c.Reason, want)
+				}
+				if !expect && !strings.Contains(c.Reason, tc.reason) {
+					t.Errorf("reason %q lacks %q", c.Reason, tc.reason)
+				}
+			})
+		}
 	}
+}
+
+func names(n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, fmt.Sprintf("t%d", i))
+	}
+	return out
 }
 
 func TestStoreStreamsAndReports(t *testing.T) {
@@ -73,7 +132,7 @@ func TestStoreStreamsAndReports(t *testing.T) {
 			&Test{Suite: "smoke", Name: "cpus", Outcome: outcome.Pass},
 			&Test{Suite: "smoke", Name: "highmem", Outcome: outcome.TestFail, Message: "no highmem\nmore", Kmsg: []string{"k"}},
 			&Test{Suite: "smoke", Name: "x", Outcome: outcome.Skip, Message: "only on 386"})
-		cell.Finish(outcome.Pass, "")
+		cell.Finish(Boot{Outcome: outcome.Pass})
 		cell.Reproducer = "qemu-system-x86_64 -kernel k"
 	})
 	if err := s.Close(); err != nil {

@@ -19,6 +19,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/build"
@@ -26,6 +29,7 @@ import (
 	"github.com/kharness/kharness/harness/catalog"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/initramfs"
 	"github.com/kharness/kharness/harness/kconfig"
 	"github.com/kharness/kharness/harness/outcome"
@@ -43,6 +47,7 @@ type Pipeline struct {
 	Progress io.Writer // one line per stage event, for people
 
 	cacheDir string
+	store    *results.Store // the run being written, for Abort
 	pristine *source.Pristine
 	compiler string
 	accels   map[string]accelChoice // per QEMU binary
@@ -67,9 +72,10 @@ type Kernel struct {
 	ConfigSHA string
 }
 
-// New loads the catalog and validates the config against it; every
-// problem is reported at once, as a config error.
-func New(cfg *config.Config, progress io.Writer) (*Pipeline, error) {
+// New loads the catalog (suites, their declared tests, patch sets) and
+// validates the config against it; every problem is reported at once, as
+// a config error.
+func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline, error) {
 	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cfg.CacheDir(),
 		accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}, Suites: map[string]catalog.Suite{}}
 	ps, err := patch.Discover(cfg.Abs(cfg.Dirs.Patches))
@@ -89,8 +95,12 @@ func New(cfg *config.Config, progress io.Writer) (*Pipeline, error) {
 			top = append(top, n)
 		}
 	}
+	tests, err := catalog.Tests(ctx, cfg.Abs(cfg.Dirs.Module), initramfs.Module, p.cacheDir, catalog.Names(ss, false))
+	if err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
+	}
 	p.Catalog = config.Catalog{PatchSets: ps, DefaultPatchSets: top,
-		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true)}
+		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true), Tests: tests}
 	if err := cfg.Validate(p.Catalog); err != nil {
 		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
 	}
@@ -105,7 +115,22 @@ func (p *Pipeline) logf(cell, format string, args ...any) {
 	if cell != "" {
 		prefix = cell
 	}
-	fmt.Fprintf(p.Progress, "[%s] %s\n", prefix, fmt.Sprintf(format, args...))
+	fmt.Fprintf(p.Progress, "[%s] %s\n", prefix, Printable(fmt.Sprintf(format, args...)))
+}
+
+// Printable drops what a terminal would interpret (escape sequences,
+// control characters other than newline and tab) from text that may come
+// from the guest.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0) && r != utf8.RuneError) {
+			return r
+		}
+		if r == 0x1b {
+			return '^'
+		}
+		return -1
+	}, s)
 }
 
 // Source resolves and imports the kernel source once per pipeline.
@@ -117,7 +142,7 @@ func (p *Pipeline) Source(ctx context.Context, log io.Writer) (*source.Pristine,
 	if err != nil {
 		return nil, err
 	}
-	pr, err := source.Prepare(ctx, p.cacheDir, spec, log)
+	pr, err := source.Prepare(ctx, p.cacheDir, spec, p.lockWait(""), log)
 	if err != nil {
 		return nil, err
 	}
@@ -174,14 +199,14 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 		paths = append(paths, filepath.Join(dir, "suite", name+".config"))
 	}
 	var out []kconfig.Fragment
-	var errs []error
+	var errs *multierror.Error
 	for _, path := range paths {
 		if _, err := os.Stat(path); os.IsNotExist(err) {
 			continue
 		}
 		f, err := kconfig.ParseFragment(path)
 		if err != nil {
-			errs = append(errs, err)
+			errs = multierror.Append(errs, err)
 			continue
 		}
 		if rel, err := filepath.Rel(p.Cfg.Root, path); err == nil {
@@ -192,8 +217,8 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 		}
 		out = append(out, f)
 	}
-	if len(errs) > 0 {
-		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", errors.Join(errs...))
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", err)
 	}
 	return out, nil
 }
@@ -229,17 +254,17 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		return nil, stageErr(StageSource, err)
 	}
 	var sets []*patch.Set
-	var loadErrs []error
+	var loadErrs *multierror.Error
 	for _, name := range c.PatchSets {
 		s, err := patch.Load(p.Cfg.Abs(p.Cfg.Dirs.Patches), name)
 		if err != nil {
-			loadErrs = append(loadErrs, err)
+			loadErrs = multierror.Append(loadErrs, err)
 			continue
 		}
 		sets = append(sets, s)
 	}
-	if len(loadErrs) > 0 {
-		return nil, stageErr(StagePatch, outcome.Errorf(outcome.PatchFail, "%w", errors.Join(loadErrs...)))
+	if err := loadErrs.ErrorOrNil(); err != nil {
+		return nil, stageErr(StagePatch, outcome.Errorf(outcome.PatchFail, "%w", err))
 	}
 	frags, err := p.fragments(c)
 	if err != nil {
@@ -258,7 +283,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if wt != nil {
 			return wt, nil
 		}
-		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, p.Cfg.KeepTrees, srcLog)
+		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, p.Cfg.KeepTrees, p.lockWait(c.ID), srcLog)
 		if err != nil {
 			return nil, stageErr(StageSource, err)
 		}
@@ -416,7 +441,7 @@ func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer
 	}
 	sort.Strings(names)
 	r, err := initramfs.Build(ctx, initramfs.Request{ModuleDir: p.Cfg.Abs(p.Cfg.Dirs.Module), GOARCH: t.GOARCH,
-		Suites: names, CacheDir: p.cacheDir, Log: log})
+		Suites: names, CacheDir: p.cacheDir, Log: log, Lock: p.lockWait("")})
 	if err != nil {
 		return nil, stageErr(StageInitramfs, err)
 	}
@@ -436,60 +461,53 @@ func (p *Pipeline) Accel(ctx context.Context, t target.Target) (boot.Accel, stri
 	return a, why, nil
 }
 
-func preemptModel(cfg map[string]string) string {
-	switch {
-	case cfg["CONFIG_PREEMPT_RT"] == "y":
-		return "rt"
-	case cfg["CONFIG_PREEMPT"] == "y":
-		return "full"
-	case cfg["CONFIG_PREEMPT_VOLUNTARY"] == "y":
-		return "voluntary"
-	}
-	return "none"
-}
-
-// BootSpec assembles the boot of a cell: kernel arguments telling the
-// agent what to run, and deadlines scaled for the accelerator.
+// BootSpec assembles the boot of a cell: what the agent is told (package
+// guest) and the deadlines, planned for the accelerator.
 func (p *Pipeline) BootSpec(c config.MatrixCell, t target.Target, k *Kernel, initrd string, accel boot.Accel, dir string) boot.Spec {
+	tcg := accel == boot.TCG
+	var plans []config.SuitePlan
+	var suites []guest.Suite
+	for _, spec := range c.Suites {
+		g := guest.ParseSuiteSpec(spec)
+		sp := config.SuitePlan{Tests: p.selected(g)}
+		if m, ok := p.Suites[g.Name]; ok {
+			sp.Setup = m.Timeout
+		}
+		plans = append(plans, sp)
+		suites = append(suites, g)
+	}
+	d := p.Cfg.Timeouts.Plan(tcg, p.Cfg.Duration, plans)
+	for i := range suites {
+		suites[i].Deadline = d.Suites[i]
+	}
 	scale := 1.0
-	if accel == TCGAccel {
+	if tcg {
 		scale = p.Cfg.Timeouts.TCGScale
 	}
-	sc := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
-	durScale := float64(p.Cfg.Duration) / float64(10*time.Second)
-	if durScale < 1 {
-		durScale = 1
+	args := guest.BootArgs{Mode: guest.ModeRun, Suites: suites, Duration: p.Cfg.Duration, Intensity: p.Cfg.Intensity,
+		CPUs: t.CPUs, Preempt: guest.PreemptModel(kconfig.Parse(k.Config)), ConfigSHA: k.ConfigSHA[:16],
+		PatchSets: c.PatchSets, EventPort: t.EventPort, Heartbeat: guest.DefaultHeartbeat, TestDeadline: d.Test, Scale: scale}
+	return boot.Spec{Target: t, Kernel: k.Image, Initrd: initrd, Accel: accel, Guest: args, Cmdline: p.Cfg.Cmdline, Dir: dir,
+		Boot: d.Boot, NoOutput: d.NoOutput, Overall: d.Overall}
+}
+
+// selected counts the declared tests a suite spec selects.
+func (p *Pipeline) selected(g guest.Suite) int {
+	tests := p.Catalog.Tests[g.Name]
+	if g.Tests == "" {
+		return len(tests)
 	}
-	var suites []string
-	total := time.Duration(0)
-	for _, s := range c.Suites {
-		name, _, _ := strings.Cut(s, ":")
-		to := p.Cfg.Timeouts.Suite
-		if m, ok := p.Suites[name]; ok && m.Timeout > 0 {
-			to = m.Timeout
+	re, err := guest.CompileTests(g.Tests)
+	if err != nil {
+		return len(tests)
+	}
+	n := 0
+	for _, t := range tests {
+		if re.MatchString(t) {
+			n++
 		}
-		to = sc(time.Duration(float64(to) * durScale))
-		total += to
-		suites = append(suites, fmt.Sprintf("%s@%s", s, to))
 	}
-	overall := p.Cfg.Timeouts.Overall
-	if overall == 0 {
-		overall = sc(p.Cfg.Timeouts.Boot) + total + time.Minute
-	} else {
-		overall = sc(overall)
-	}
-	cmdline := []string{
-		"kharness.mode=run",
-		"kharness.suites=" + strings.Join(suites, ","),
-		"kharness.duration=" + p.Cfg.Duration.String(),
-		fmt.Sprintf("kharness.intensity=%d", p.Cfg.Intensity),
-		fmt.Sprintf("kharness.cpus=%d", t.CPUs),
-		"kharness.preempt=" + preemptModel(kconfig.Parse(k.Config)),
-		"kharness.config_sha256=" + k.ConfigSHA[:16],
-	}
-	cmdline = append(cmdline, p.Cfg.Cmdline...)
-	return boot.Spec{Target: t, Kernel: k.Image, Initrd: initrd, Accel: accel, Cmdline: cmdline, Dir: dir,
-		Boot: sc(p.Cfg.Timeouts.Boot), NoOutput: sc(p.Cfg.Timeouts.NoOutput), Overall: overall}
+	return n
 }
 
 // TCGAccel is re-exported for readability in this package.
@@ -506,10 +524,19 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 			Suites: c.Suites, Expect: c.Expect, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
 			Rerun: p.rerun(c)})
 	}
-	store, err := results.Create(p.Cfg.Abs(p.Cfg.Results), run)
+	root := p.Cfg.Abs(p.Cfg.Results)
+	if ids, err := results.Recover(root, run.ID); err != nil {
+		p.logf("", "warning: checking earlier runs: %v", err)
+	} else {
+		for _, id := range ids {
+			p.logf("", "run %s never finished (its kharness was killed): marked interrupted", id)
+		}
+	}
+	store, err := results.Create(root, run)
 	if err != nil {
 		return nil, nil, outcome.Errorf(outcome.Infra, "%w", err)
 	}
+	p.store = store
 	p.logf("", "run %s: %d cell(s), results in %s", run.ID, len(cells), store.Dir)
 	store.Append(results.Record{Kind: "run", Status: "start", Message: fmt.Sprintf("%d cells", len(cells))})
 	for i, c := range cells {
@@ -519,6 +546,9 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 			continue
 		}
 		p.cell(ctx, store, c, rc)
+		if err := store.Err(); err != nil {
+			p.logf(rc.ID, "warning: the run's record is incomplete: %v", err)
+		}
 	}
 	if ctx.Err() != nil {
 		store.Update(func(r *results.Run) { r.Outcome = outcome.Interrupted })
@@ -528,6 +558,39 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 		return run, store, outcome.Errorf(outcome.Infra, "write results: %w", err)
 	}
 	return run, store, nil
+}
+
+// lockWait is how a stage waits for a lock another run holds: bounded by
+// timeouts.lock, saying every 30 s on the progress output whom it waits for.
+func (p *Pipeline) lockWait(cell string) cache.LockWait {
+	return cache.LockWait{Max: p.Cfg.Timeouts.Lock, Every: 30 * time.Second, Log: prefixWriter{p, cell}}
+}
+
+// prefixWriter sends a stage's remarks to the progress output, tagged.
+type prefixWriter struct {
+	p    *Pipeline
+	cell string
+}
+
+func (w prefixWriter) Write(b []byte) (int, error) {
+	w.p.logf(w.cell, "%s", strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// Abort marks the run being written as interrupted, at once: kharness is
+// about to exit without unwinding (a second Ctrl-C).
+func (p *Pipeline) Abort(why string) {
+	if p.store == nil {
+		return
+	}
+	p.store.Update(func(r *results.Run) {
+		r.Outcome, r.ExitCode, r.Reason = outcome.Interrupted, outcome.Interrupted.ExitCode(), "interrupted: "+why
+		for _, c := range r.Cells {
+			if c.Outcome == outcome.Incomplete {
+				c.Outcome, c.Raw, c.Reason = outcome.Interrupted, outcome.Interrupted, "interrupted: "+why
+			}
+		}
+	})
 }
 
 // rerun is the kharness command that runs one cell alone.
@@ -577,7 +640,11 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 			rc.BuildSeconds = k.Seconds
 		}
 	})
-	ilog, _ := os.Create(filepath.Join(dir, "initramfs.log"))
+	ilog, err := os.Create(filepath.Join(dir, "initramfs.log"))
+	if err != nil {
+		p.fail(store, rc, stageErr(StageInitramfs, outcome.Errorf(outcome.Infra, "%w", err)))
+		return
+	}
 	ir, err := p.Initramfs(ctx, t, ilog)
 	ilog.Close()
 	if err != nil {
@@ -600,15 +667,18 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	br, err := boot.Run(ctx, spec, func(e event.Event) {
 		ev := e
 		store.Append(results.Record{Cell: c.ID, Kind: "guest", Event: &ev})
-		if e.Type == event.TestEnd {
-			store.Update(func(*results.Run) {
-				rc.Tests = append(rc.Tests, &results.Test{Suite: e.Suite, Name: e.Test, Outcome: results.TestOutcome(e.Result),
-					Message: e.Message, DurationMS: e.DurationMS, Metrics: e.Metrics, Kmsg: e.Kmsg})
-			})
-			p.logf(c.ID, "%s/%s: %s", e.Suite, e.Test, e.Result)
+		if e.Type == event.Progress {
+			return // heartbeats are on disk; results.json is not rewritten for each
 		}
-		if e.Type == event.Hello {
-			store.Update(func(*results.Run) { rc.GuestInfo = e.Info })
+		var done *results.Test
+		store.Update(func(*results.Run) { done = rc.Apply(e) })
+		switch {
+		case done != nil:
+			p.logf(c.ID, "%s/%s: %s", done.Suite, done.Name, done.Outcome)
+		case e.Type == event.SuiteEnd && e.Result != event.Pass:
+			p.logf(c.ID, "suite %s: %s %s", e.Suite, e.Result, e.Message)
+		case e.Type == event.Log:
+			p.logf(c.ID, "guest: %s", e.Message)
 		}
 	})
 	if err != nil {
@@ -618,13 +688,12 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	store.Update(func(*results.Run) {
 		rc.BootSeconds = br.Duration.Seconds()
 		rc.FirstEventSeconds = br.FirstEvent.Seconds()
-		rc.Crashes, rc.Crash = br.Crashes, br.Crash
-		rc.BlameSuite, rc.BlameTest = br.BlameSuite, br.BlameTest
 		reason := br.Reason
 		if br.Outcome != outcome.Pass && br.BlameTest != "" {
 			reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
 		}
-		rc.Finish(br.Outcome, reason)
+		rc.Finish(results.Boot{Outcome: br.Outcome, Reason: reason, Watchdog: br.Watchdog, Crashes: br.Crashes,
+			Crash: br.Crash, BlameSuite: br.BlameSuite, BlameTest: br.BlameTest, Notes: br.Notes})
 	})
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: string(rc.Outcome), Message: rc.Reason})
 	p.logf(c.ID, "done: %s in %.1fs (first result after %.1fs)", rc.Outcome, br.Duration.Seconds(), br.FirstEvent.Seconds())

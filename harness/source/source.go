@@ -111,10 +111,10 @@ func git(ctx context.Context, dir string, log io.Writer, args ...string) (string
 
 // Prepare makes the pristine commit for s under cacheDir, reusing the
 // cached one when the tarball content or commit has been seen before.
-func Prepare(ctx context.Context, cacheDir string, s Spec, log io.Writer) (*Pristine, error) {
+func Prepare(ctx context.Context, cacheDir string, s Spec, wait cache.LockWait, log io.Writer) (*Pristine, error) {
 	switch s.Kind {
 	case Tarball:
-		return prepareTarball(ctx, cacheDir, s, log)
+		return prepareTarball(ctx, cacheDir, s, wait, log)
 	case GitTree:
 		commit, err := git(ctx, s.Path, nil, "rev-parse", "--verify", s.Rev+"^{commit}")
 		if err != nil {
@@ -126,14 +126,14 @@ func Prepare(ctx context.Context, cacheDir string, s Spec, log io.Writer) (*Pris
 	return nil, fmt.Errorf("unknown source kind %q", s.Kind)
 }
 
-func prepareTarball(ctx context.Context, cacheDir string, s Spec, log io.Writer) (*Pristine, error) {
+func prepareTarball(ctx context.Context, cacheDir string, s Spec, wait cache.LockWait, log io.Writer) (*Pristine, error) {
 	sum, err := cache.FileHash(s.Path)
 	if err != nil {
 		return nil, outcome.Errorf(outcome.Infra, "source %s: %v", s.Path, err)
 	}
 	id := "tar-" + sum[:20]
 	dir := filepath.Join(cacheDir, "sources", id)
-	lock, err := cache.Acquire(ctx, dir+".lock")
+	lock, err := cache.Acquire(ctx, dir+".lock", wait)
 	if err != nil {
 		return nil, err
 	}
@@ -224,9 +224,9 @@ func TreeDir(cacheDir, key string) string { return filepath.Join(cacheDir, "tree
 // the patches), creating a fresh checkout when it is missing or was left
 // half-made. Before it makes one it prunes the cache to keep trees (see
 // PruneTrees; 0 keeps all). The caller holds its lock until Release.
-func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, keep int, log io.Writer) (*Worktree, error) {
+func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, keep int, wait cache.LockWait, log io.Writer) (*Worktree, error) {
 	dir := TreeDir(cacheDir, key)
-	lock, err := cache.Acquire(ctx, dir+".lock")
+	lock, err := cache.Acquire(ctx, dir+".lock", wait)
 	if err != nil {
 		return nil, err
 	}

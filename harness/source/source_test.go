@@ -82,18 +82,18 @@ func TestPrepareTarballIsCachedAndPristine(t *testing.T) {
 	}
 	ctx := context.Background()
 	cache := filepath.Join(tmp, "cache")
-	p1, err := Prepare(ctx, cache, s, io.Discard)
+	p1, err := Prepare(ctx, cache, s, lockWait, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p1.Version != "6.12.117" || !strings.HasPrefix(p1.ID, "tar-") {
 		t.Errorf("pristine %+v", p1)
 	}
-	p2, err := Prepare(ctx, cache, s, io.Discard)
+	p2, err := Prepare(ctx, cache, s, lockWait, io.Discard)
 	if err != nil || p2.Commit != p1.Commit {
 		t.Fatalf("second prepare: %v, commit %s vs %s", err, p2.Commit, p1.Commit)
 	}
-	w, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, io.Discard)
+	w, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, lockWait, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestPrepareTarballIsCachedAndPristine(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Release()
-	w2, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, io.Discard)
+	w2, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, lockWait, io.Discard)
 	if err != nil || !w2.Ready {
 		t.Errorf("ready tree not reused: %v", err)
 	}
@@ -152,7 +152,7 @@ func TestPruneTrees(t *testing.T) {
 				}
 			}
 			for _, i := range tc.locked {
-				l, err := cache.Acquire(context.Background(), dir(i)+".lock")
+				l, err := cache.Acquire(context.Background(), dir(i)+".lock", lockWait)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -177,3 +177,4 @@ func TestPruneTrees(t *testing.T) {
 		})
 	}
 }
+var lockWait = cache.LockWait{}

@@ -27,6 +27,9 @@ type Target struct {
 	CPUs      int      // -smp
 	Cmdline   []string // kernel args every boot gets
 	ExtraArgs []string // more QEMU args
+	// EventPort is the guest's device for the agent's events: the second
+	// serial port (the console is the first).
+	EventPort string
 }
 
 // common kernel arguments: panic=-1 makes a panic reboot at once and QEMU's
@@ -46,13 +49,13 @@ func Builtin() map[string]Target {
 			// TCG's "max" CPU says AuthenticAMD, and 32-bit kernels WARN at boot
 			// that such an "AMD" combination is not suitable for SMP.
 			CPU:      "max,vendor=GenuineIntel",
-			MemoryMB: 2048, CPUs: 2, Cmdline: commonCmdline,
+			MemoryMB: 2048, CPUs: 2, Cmdline: commonCmdline, EventPort: "ttyS1",
 		},
 		"x86_64": {
 			Name: "x86_64", Arch: "x86_64", BaseConfig: "tinyconfig",
 			Image: "arch/x86/boot/bzImage", GOARCH: "amd64",
 			QEMU: "qemu-system-x86_64", Machine: "pc", CPU: "max", KVMCPU: "host",
-			MemoryMB: 1024, CPUs: 2, Cmdline: commonCmdline,
+			MemoryMB: 1024, CPUs: 2, Cmdline: commonCmdline, EventPort: "ttyS1",
 		},
 	}
 }

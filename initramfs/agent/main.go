@@ -1,14 +1,13 @@
 // Command agent is the guest's /init. It mounts the pseudo file systems,
 // runs the selected suites one after another with a deadline each, streams
-// their events to the host over a serial port of its own (ttyS1, never the
+// their events to the host over a serial port of its own (never the
 // kernel console), attaches to every test the kernel log lines it
 // produced, ends the stream with a sentinel and powers the VM off.
 //
-// The kernel command line tells it what to do:
-//
-//	kharness.mode=run|shell
-//	kharness.suites=smoke@2m,selftest:panic@1m   (suite[:test-regexp][@deadline])
-//	kharness.duration=10s kharness.intensity=1 kharness.suite_timeout=5m
+// What to run comes from the kernel command line (package guest, the one
+// contract both sides share). The agent judges nothing: it reports what
+// happened (a suite's declared tests, its exit status, the kernel log of
+// each test) and the host decides the verdict.
 package main
 
 import (
@@ -21,36 +20,35 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/harness/event"
-	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/suite"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
-
-const eventPort = "/dev/ttyS1"
 
 func main() {
 	log := os.Stdout
 	if err := mountAll(); err != nil {
 		fmt.Fprintf(log, "kharness-agent: %v\n", err)
 	}
-	args := sysinfo.Cmdline()
-	if args["mode"] == "shell" {
+	args, argErr := guest.Read()
+	if args.Mode == guest.ModeShell {
 		shell(log)
 		powerOff(log)
 	}
-	ew, drain, closeEv, err := openEvents()
+	ew, drain, closeEv, err := openEvents("/dev/" + args.EventPort)
 	if err != nil {
 		fmt.Fprintf(log, "kharness-agent: %v\n", err)
 		powerOff(log)
 	}
 	a := &agent{log: log, ev: ew, drain: drain}
-	a.run(args)
+	a.run(args, argErr)
 	closeEv()
 	powerOff(log)
 }
@@ -76,10 +74,10 @@ func mountAll() error {
 }
 
 // openEvents opens the event port in raw mode: no echo, no \n → \r\n.
-func openEvents() (w *event.Writer, drain, closeFn func(), err error) {
-	f, err := os.OpenFile(eventPort, os.O_WRONLY|unix.O_NOCTTY, 0)
+func openEvents(port string) (w *event.Writer, drain, closeFn func(), err error) {
+	f, err := os.OpenFile(port, os.O_WRONLY|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open event port %s: %w", eventPort, err)
+		return nil, nil, nil, fmt.Errorf("open event port %s: %w", port, err)
 	}
 	if tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
 		tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
@@ -105,7 +103,7 @@ func (a *agent) emit(e event.Event) {
 	}
 }
 
-func (a *agent) run(args map[string]string) {
+func (a *agent) run(args guest.BootArgs, argErr error) {
 	release, version, machine := sysinfo.Uname()
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	mi, _ := sysinfo.MemInfo()
@@ -116,32 +114,13 @@ func (a *agent) run(args map[string]string) {
 		"high_kb":  strconv.FormatUint(mi["HighTotal"], 10),
 		"num_cpus": strconv.Itoa(numCPU()),
 	}})
-	dur, _ := time.ParseDuration(args["duration"])
-	if dur <= 0 {
-		dur = 10 * time.Second
-	}
-	timeout, _ := time.ParseDuration(args["suite_timeout"])
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
-	intensity := args["intensity"]
-	if intensity == "" {
-		intensity = "1"
-	}
-	for _, spec := range strings.Split(args["suites"], ",") {
-		if spec == "" {
-			continue
+	if argErr != nil {
+		// The host reads this and finds every suite never started.
+		a.emit(event.Event{Type: event.Log, Message: "kharness-agent: " + argErr.Error()})
+	} else {
+		for _, s := range args.Suites {
+			a.suite(s, args)
 		}
-		// suite[:test-regexp][@deadline]
-		to := timeout
-		if i := strings.LastIndex(spec, "@"); i >= 0 {
-			if d, err := time.ParseDuration(spec[i+1:]); err == nil && d > 0 {
-				to = d
-			}
-			spec = spec[:i]
-		}
-		name, tests, _ := strings.Cut(spec, ":")
-		a.suite(name, tests, dur, intensity, to)
 	}
 	a.emit(event.Event{Type: event.Done})
 }
@@ -154,20 +133,55 @@ func numCPU() int {
 	return set.Count()
 }
 
+// declared asks the suite binary which tests this run selects.
+func declared(bin string, s guest.Suite) ([]string, error) {
+	argv := []string{"-list"}
+	if s.Tests != "" {
+		argv = append(argv, "-run="+s.Tests)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, argv...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("%s -list: %w", bin, err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
 // suite runs one suite binary, relaying its events and adding the kernel
 // log each test produced.
-func (a *agent) suite(name, tests string, dur time.Duration, intensity string, timeout time.Duration) {
+func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 	start := time.Now()
-	a.emit(event.Event{Type: event.SuiteStart, Suite: name})
-	argv := []string{"-duration=" + dur.String(), "-intensity=" + intensity}
-	if tests != "" {
-		argv = append(argv, "-run=^("+tests+")$")
+	name := s.Name
+	bin := "/bin/" + name
+	deadline := s.Deadline
+	if deadline <= 0 {
+		deadline = guest.DefaultDeadline
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	end := func(res event.Result, msg string) {
+		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
+	}
+	tests, err := declared(bin, s)
+	if err != nil {
+		a.emit(event.Event{Type: event.SuiteStart, Suite: name})
+		end(event.Fail, err.Error())
+		return
+	}
+	a.emit(event.Event{Type: event.SuiteStart, Suite: name, Tests: tests})
+	argv := []string{"-duration=" + args.Duration.String(), fmt.Sprintf("-intensity=%d", args.Intensity),
+		"-heartbeat=" + args.Heartbeat.String(), fmt.Sprintf("-scale=%g", args.Scale)}
+	if s.Tests != "" {
+		argv = append(argv, "-run="+s.Tests)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: err.Error()})
+		end(event.Fail, err.Error())
 		return
 	}
 	// The suite waits on ack after each test start until the agent has
@@ -178,11 +192,11 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 	if err != nil {
 		pr.Close()
 		pw.Close()
-		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: err.Error()})
+		end(event.Fail, err.Error())
 		return
 	}
 	defer ackW.Close()
-	cmd := exec.CommandContext(ctx, "/bin/"+name, argv...)
+	cmd := exec.CommandContext(ctx, bin, argv...)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	cmd.ExtraFiles = []*os.File{pw, ackR}
 	cmd.Env = append(os.Environ(), suite.EventsFDEnv+"=3", suite.AckFDEnv+"=4", "GOTRACEBACK=all")
@@ -192,16 +206,24 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 		pw.Close()
 		pr.Close()
 		ackR.Close()
-		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: event.Fail, Message: fmt.Sprintf("start suite %s: %v", name, err)})
+		end(event.Fail, fmt.Sprintf("start %s: %v", bin, err))
 		return
 	}
 	pw.Close()
 	ackR.Close()
 	var running *event.Event
 	var kmsgStart uint64
-	anyFail := false
+	// A test that outruns its own deadline stops the suite at once: the
+	// host learns which test hung without waiting for the suite's end.
+	var testKilled atomic.Pointer[string]
+	testTimer := time.AfterFunc(time.Hour, func() {})
+	testTimer.Stop()
+	defer testTimer.Stop()
 	rd := event.NewReader(pr)
 	rd.Garbage = func(line string) { fmt.Fprintf(a.log, "%s: bad event line: %q\n", name, line) }
+	rd.Oversize = func(n int) {
+		a.emit(event.Event{Type: event.Log, Suite: name, Message: fmt.Sprintf("dropped an event line of %d bytes (limit %d)", n, event.MaxLine)})
+	}
 	for {
 		e, err := rd.Next()
 		if err != nil {
@@ -211,54 +233,52 @@ func (a *agent) suite(name, tests string, dur time.Duration, intensity string, t
 		case event.TestStart:
 			kmsgStart = kmsgLastSeq()
 			cur := e
+			cur.Time = time.Now()
 			running = &cur
+			if args.TestDeadline > 0 {
+				testTimer.Stop()
+				testTimer = time.AfterFunc(args.TestDeadline, func() {
+					testKilled.Store(&cur.Test)
+					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				})
+			}
 			a.emit(e)
 			a.drain()
 			ackW.Write([]byte{1})
 			continue
 		case event.TestEnd:
+			testTimer.Stop()
 			e.Kmsg = kmsgSince(kmsgStart)
-			if title, ok := splat(e.Kmsg); ok && e.Result != event.Fail {
-				e.Result = event.Crash
-				e.Message = strings.TrimSpace("kernel splat during test: " + title + "\n" + e.Message)
-			}
-			if e.Result == event.Fail || e.Result == event.Crash {
-				anyFail = true
-			}
 			running = nil
 		}
 		a.emit(e)
 	}
 	werr := cmd.Wait()
+	testTimer.Stop()
 	pr.Close()
-	res, msg := event.Pass, ""
 	switch {
+	case testKilled.Load() != nil && running != nil:
+		msg := fmt.Sprintf("test %s outran its deadline of %s: suite %s stopped", running.Test, args.TestDeadline, name)
+		a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
+			Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
+		end(event.Timeout, msg)
 	case ctx.Err() != nil:
-		res, msg = event.Timeout, fmt.Sprintf("suite %s killed after its %s deadline", name, timeout)
+		msg := fmt.Sprintf("suite %s killed after its %s deadline", name, deadline)
 		if running != nil {
 			a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
 				Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
 		}
+		end(event.Timeout, msg)
 	case running != nil:
-		res, msg = event.Fail, fmt.Sprintf("suite exited during test %s: %v", running.Test, werr)
+		msg := fmt.Sprintf("suite exited during test %s: %v", running.Test, werr)
 		a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Fail,
-			Message: msg, Kmsg: kmsgSince(kmsgStart)})
-	case werr != nil && !anyFail:
-		res, msg = event.Fail, fmt.Sprintf("suite exited: %v", werr)
-	case anyFail:
-		res = event.Fail
+			Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
+		end(event.Fail, msg)
+	case werr != nil:
+		end(event.Fail, fmt.Sprintf("suite exited: %v", werr))
+	default:
+		end(event.Pass, "")
 	}
-	a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
-}
-
-// splat returns the title of the first kernel splat in lines.
-func splat(lines []string) (string, bool) {
-	for _, l := range lines {
-		if k, ok := report.Classify(l); ok {
-			return fmt.Sprintf("%s: %s", k, l), true
-		}
-	}
-	return "", false
 }
 
 // kmsgRecords reads every record currently in the kernel log buffer. It

@@ -22,9 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/guest"
 )
 
 // EventsFDEnv names the environment variable holding the events file
@@ -44,6 +46,18 @@ type Params struct {
 	Intensity int
 	// Seed makes randomised tests reproducible; it is printed on failure.
 	Seed int64
+	// Scale is how much slower than KVM the guest runs (1 under KVM, the
+	// TCG scale under TCG). A test's own watchdog limits (no progress for
+	// N seconds) are multiplied by it, like the host's timeouts.
+	Scale float64
+}
+
+// Scaled multiplies a watchdog limit by the run's Scale.
+func (p Params) Scaled(d time.Duration) time.Duration {
+	if p.Scale < 1 {
+		return d
+	}
+	return time.Duration(float64(d) * p.Scale)
 }
 
 // Test is one named test of a suite.
@@ -69,6 +83,9 @@ type T struct {
 	msgs    []string
 	metrics map[string]float64
 	out     io.Writer
+	// iterations counts stress-loop rounds (Running calls and Progress)
+	// for the heartbeat.
+	iterations atomic.Int64
 }
 
 // Name of the test.
@@ -83,8 +100,16 @@ func (t *T) Context() context.Context { return t.ctx }
 // Deadline is when a stress loop should stop: start + Duration.
 func (t *T) Deadline() time.Time { return t.start.Add(t.params.Duration) }
 
-// Running reports whether a stress loop should do another round.
-func (t *T) Running() bool { return time.Now().Before(t.Deadline()) && t.ctx.Err() == nil }
+// Running reports whether a stress loop should do another round; each
+// call counts as one iteration in the test's heartbeat.
+func (t *T) Running() bool {
+	t.iterations.Add(1)
+	return time.Now().Before(t.Deadline()) && t.ctx.Err() == nil
+}
+
+// Progress adds n iterations to the heartbeat, for loops not bounded by
+// Running.
+func (t *T) Progress(n int64) { t.iterations.Add(n) }
 
 // Logf writes a line to the suite's human-readable log (the console).
 func (t *T) Logf(format string, args ...any) {
@@ -143,36 +168,40 @@ func run(name string, args []string, tests []Test) int {
 	dur := fs.Duration("duration", 10*time.Second, "how long each stress test runs")
 	intensity := fs.Int("intensity", 1, "parallelism/size multiplier")
 	seed := fs.Int64("seed", time.Now().UnixNano(), "random seed")
-	runRe := fs.String("run", "", "only tests whose name matches this regexp")
-	list := fs.Bool("list", false, "list the tests and exit")
+	runRe := fs.String("run", "", "only tests whose whole name matches this regexp")
+	list := fs.Bool("list", false, "list the tests -run selects and exit")
+	heartbeat := fs.Duration("heartbeat", guest.DefaultHeartbeat, "how often a running test reports progress")
+	scale := fs.Float64("scale", 1, "slowness of the machine (TCG scale); multiplies watchdog limits")
 	if err := fs.Parse(args); err != nil {
 		return 2
-	}
-	if *list {
-		for _, tc := range tests {
-			fmt.Println(tc.Name)
-		}
-		return 0
 	}
 	var re *regexp.Regexp
 	if *runRe != "" {
 		var err error
-		if re, err = regexp.Compile(*runRe); err != nil {
+		if re, err = guest.CompileTests(*runRe); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: -run: %v\n", name, err)
 			return 2
 		}
 	}
+	if *list {
+		for _, tc := range tests {
+			if re == nil || re.MatchString(tc.Name) {
+				fmt.Println(tc.Name)
+			}
+		}
+		return 0
+	}
 	ew, closeEvents := eventsWriter()
 	defer closeEvents()
 	ack := ackFile()
-	p := Params{Duration: *dur, Intensity: *intensity, Seed: *seed}
-	fmt.Fprintf(os.Stdout, "%s: duration=%s intensity=%d seed=%d arch=%s\n", name, p.Duration, p.Intensity, p.Seed, runtime.GOARCH)
+	p := Params{Duration: *dur, Intensity: *intensity, Seed: *seed, Scale: *scale}
+	fmt.Fprintf(os.Stdout, "%s: duration=%s intensity=%d scale=%g seed=%d arch=%s\n", name, p.Duration, p.Intensity, p.Scale, p.Seed, runtime.GOARCH)
 	failed := false
 	for _, tc := range tests {
 		if re != nil && !re.MatchString(tc.Name) {
 			continue
 		}
-		ev := runOne(name, tc, p, ew, ack)
+		ev := runOne(name, tc, p, ew, ack, *heartbeat)
 		if ev.Result == event.Fail {
 			failed = true
 		}
@@ -222,12 +251,33 @@ func waitAck(ack *os.File) {
 	}
 }
 
-func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File) event.Event {
+func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File, heartbeat time.Duration) event.Event {
 	ew.Emit(event.Event{Type: event.TestStart, Suite: suiteName, Test: tc.Name})
 	waitAck(ack)
 	t := &T{suite: suiteName, name: tc.Name, params: p, ctx: context.Background(), start: time.Now(),
 		metrics: map[string]float64{}, out: os.Stdout}
 	done := make(chan struct{})
+	// The heartbeat tells the host the guest is alive while a stress test
+	// is silent for minutes; the host's no-output watchdog stays tight.
+	// A test stuck in the kernel still beats (this goroutine runs on its
+	// own thread): the suite's deadline is what catches that.
+	stop, beating := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beating)
+		if heartbeat <= 0 {
+			return
+		}
+		tick := time.NewTicker(heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				ew.Emit(event.Event{Type: event.Progress, Suite: suiteName, Test: tc.Name, Iterations: t.iterations.Load()})
+			}
+		}
+	}()
 	go func() {
 		defer close(done)
 		defer func() {
@@ -241,6 +291,8 @@ func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File)
 		tc.Run(t)
 	}()
 	<-done
+	close(stop)
+	<-beating // no heartbeat after the test's end
 	res := event.Pass
 	switch {
 	case t.failed:

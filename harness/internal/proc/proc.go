@@ -1,6 +1,11 @@
-// Package proc runs host tools (git, make, tar) as process groups, so that
-// cancelling a context takes down make's children and compilers too, and
-// keeps the tail of their output for error messages.
+// Package proc runs host tools (git, make, tar, go) as process groups, so
+// that cancelling a context takes down make's children and compilers too,
+// and keeps the tail of their output for error messages.
+//
+// Nothing outlives kharness: each command runs under a small sh that gets
+// SIGTERM when kharness dies, even by SIGKILL (PR_SET_PDEATHSIG), and
+// then kills its whole process group — make, gcc, cc1, go build's
+// compilers — not only its direct child.
 package proc
 
 import (
@@ -77,18 +82,13 @@ func start(ctx context.Context, c Cmd, w io.Writer) error {
 	if w != nil {
 		sink = io.MultiWriter(w, t)
 	}
-	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd := Command(ctx, c.Name, c.Args...)
 	cmd.Dir = c.Dir
 	if len(c.Env) > 0 {
 		cmd.Env = append(cmd.Environ(), c.Env...)
 	}
 	cmd.Stdout = sink
 	cmd.Stderr = sink
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
@@ -102,4 +102,27 @@ func start(ctx context.Context, c Cmd, w io.Writer) error {
 func Output(ctx context.Context, c Cmd) (string, error) {
 	out, err := Run(ctx, c)
 	return strings.TrimSpace(string(out)), err
+}
+
+// reaper runs "$@" in the background of a shell that kills its own process
+// group when told to stop (its parent, kharness, died) and otherwise
+// passes the command's exit status on.
+const reaper = `trap 'kill -KILL 0' TERM HUP INT; "$@" & wait $!`
+
+// Command is exec.CommandContext for a host tool, with the guarantees of
+// this package: its own process group, killed whole when ctx is done or
+// when kharness dies. A missing tool is reported as exec would.
+func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		cmd := exec.CommandContext(ctx, name, args...) // Start reports the lookup error
+		return cmd
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", reaper, "sh", path}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
