@@ -148,6 +148,9 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, outcome.Errorf(outcome.Interrupted, "kernel build: %w", ctx.Err())
 		}
+		if l := hostFault(captured.Bytes()); l != "" {
+			return nil, outcome.Errorf(outcome.Infra, "kernel build stopped by the host, not the code: %s\nfull log: %s", l, logPath)
+		}
 		be := &Error{LogPath: logPath}
 		be.Errors = Diagnostics(captured.Bytes(), "error", "fatal error")
 		if len(be.Errors) > 10 {
@@ -167,6 +170,21 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 		warnings = append(warnings, d.String())
 	}
 	return &Result{Image: img, Warnings: warnings}, nil
+}
+
+// hostFaultRe are make/compiler messages about the machine, not the code.
+var hostFaultRe = regexp.MustCompile(`(No space left on device|Disk quota exceeded|Cannot allocate memory|virtual memory exhausted|Read-only file system|Killed signal terminated program)`)
+
+// hostFault returns the first line of a build log that blames the host.
+func hostFault(log []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if hostFaultRe.Match(sc.Bytes()) {
+			return strings.TrimSpace(sc.Text())
+		}
+	}
+	return ""
 }
 
 func tailLines(b []byte, n int) string {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +69,7 @@ type Kernel struct {
 	Warnings  []string
 	Version   string
 	ConfigSHA string
+	Notes     []string // what the cache repaired
 }
 
 // New loads the catalog (suites, their declared tests, patch sets) and
@@ -351,70 +351,50 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 	sum := sha256.Sum256(cfgData)
 	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version}
-	k.Key = cache.Key("kernel", pr.ID, patch.Digest(sets), t.Arch, string(cfgData), p.compiler)
+	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
+		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
+		PatchSets: c.PatchSets, MakeTarget: "bzImage", ImagePath: t.Image, Jobs: p.Cfg.Jobs,
+		CCache: filepath.Join(p.cacheDir, "ccache"), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
+	k.Key = build.ImageKey(req)
 	if prev, ok := p.kernels[k.Key]; ok {
 		return prev, nil
 	}
-	k.Dir = filepath.Join(p.cacheDir, "kernels", k.Key[:24])
-	k.Image = filepath.Join(k.Dir, "bzImage")
-	if cache.Exists(filepath.Join(k.Dir, "meta.json")) {
-		k.Cached = true
-		if b, err := os.ReadFile(filepath.Join(k.Dir, "meta.json")); err == nil {
-			var meta Kernel
-			if json.Unmarshal(b, &meta) == nil {
-				k.Warnings, k.Seconds = meta.Warnings, meta.Seconds
-			}
-		}
-		p.logf(c.ID, "build: cached kernel %s", k.Key[:12])
-		copyIfExists(filepath.Join(k.Dir, "build.log"), filepath.Join(cellDir, "build.log"))
-		p.kernels[k.Key] = k
-		return k, nil
-	}
-	w, err := tree()
+	blog, err := os.Create(req.LogPath)
 	if err != nil {
-		return nil, err
-	}
-	// The build dir may hold another config from an earlier run of the
-	// same tree: put ours in place; make then rebuilds only what changed.
-	if err := os.MkdirAll(buildDir, 0o755); err != nil {
-		return nil, stageErr(StageBuild, err)
-	}
-	if cur, _ := os.ReadFile(filepath.Join(buildDir, ".config")); string(cur) != string(cfgData) {
-		if err := os.WriteFile(filepath.Join(buildDir, ".config"), cfgData, 0o644); err != nil {
-			return nil, stageErr(StageBuild, err)
-		}
-	}
-	logPath := filepath.Join(cellDir, "build.log")
-	blog, err := os.Create(logPath)
-	if err != nil {
-		return nil, stageErr(StageBuild, err)
+		return nil, stageErr(StageBuild, outcome.Errorf(outcome.Infra, "%w", err))
 	}
 	defer blog.Close()
-	p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), "bzImage", logPath)
-	start := time.Now()
-	res, err := build.Run(ctx, build.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch, Target: "bzImage",
-		Image: t.Image, Jobs: p.Cfg.Jobs, CCache: filepath.Join(p.cacheDir, "ccache"), BaseDir: p.cacheDir, Log: blog}, logPath)
+	req.Log = blog
+	req.Tree = func(ctx context.Context) (string, string, func(), error) {
+		w, err := tree()
+		if err != nil {
+			return "", "", nil, err
+		}
+		p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), req.MakeTarget, req.LogPath)
+		return w.Dir, buildDir, func() {}, nil
+	}
+	bctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Build)
+	defer cancel()
+	img, err := build.GetImage(bctx, req)
 	if err != nil {
+		if bctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = outcome.Errorf(outcome.Infra, "kernel build still running after timeouts.build (%s): %w", p.Cfg.Timeouts.Build, err)
+		}
 		return nil, stageErr(StageBuild, err)
 	}
-	k.Seconds = time.Since(start).Seconds()
-	k.Warnings = res.Warnings
-	if err := cache.CopyFile(res.Image, k.Image); err != nil {
-		return nil, stageErr(StageBuild, err)
+	k.Dir, k.Image, k.Cached = img.Dir, img.Path, img.Cached
+	k.Warnings, k.Seconds, k.Notes = img.Meta.Warnings, img.Meta.Seconds, img.Notes
+	for _, n := range img.Notes {
+		p.logf(c.ID, "build: %s", n)
 	}
-	cache.CopyFile(logPath, filepath.Join(k.Dir, "build.log"))
-	cache.WriteFile(filepath.Join(k.Dir, "config"), cfgData)
-	meta, _ := json.MarshalIndent(struct {
-		Key, Source, Version, Compiler, Target string
-		PatchSets                              []string
-		Seconds                                float64
-		Warnings                               []string
-	}{k.Key, pr.Spec.Raw, pr.Version, p.compiler, t.Name, c.PatchSets, k.Seconds, k.Warnings}, "", "  ")
-	// meta.json last: its presence marks a complete entry.
-	if err := cache.WriteFile(filepath.Join(k.Dir, "meta.json"), meta); err != nil {
-		return nil, stageErr(StageBuild, err)
+	if k.Cached {
+		p.logf(c.ID, "build: cached kernel %s", k.Key[:12])
+		if err := cache.CopyFile(filepath.Join(k.Dir, "build.log"), req.LogPath); err != nil {
+			return nil, stageErr(StageBuild, outcome.Errorf(outcome.Infra, "%w", err))
+		}
+	} else {
+		p.logf(c.ID, "build: done in %.0fs, %d warning(s)", k.Seconds, len(k.Warnings))
 	}
-	p.logf(c.ID, "build: done in %.0fs, %d warning(s)", k.Seconds, len(k.Warnings))
 	p.kernels[k.Key] = k
 	return k, nil
 }
@@ -426,11 +406,6 @@ func pJobs(j int) int {
 	return build.Jobs()
 }
 
-func copyIfExists(src, dst string) {
-	if cache.Exists(src) {
-		cache.CopyFile(src, dst)
-	}
-}
 
 // Initramfs builds (or finds) the guest image for a target. Every suite
 // that exists goes in, so one image per arch serves every cell.
