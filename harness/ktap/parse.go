@@ -140,15 +140,15 @@ func (p *Parser) Feed(raw string) {
 	switch l.kind {
 	case blankLine:
 	case versionLine:
-		p.version1(l)
+		p.onVersion(l)
 	case planLine:
-		p.planLine(l)
+		p.onPlan(l)
 	case resultLine:
-		p.resultLine(l)
+		p.onResult(l)
 	case subtestLine:
-		p.subtestLine(l)
+		p.onSubtest(l)
 	case metadataLine:
-		p.metadataLine(l)
+		p.onMetadata(l)
 	case bailOutLine:
 		if !p.bailed {
 			p.bailed, p.bailOut = true, l.value
@@ -161,7 +161,7 @@ func (p *Parser) Feed(raw string) {
 		}
 		p.addDiag(b, l.text)
 	default:
-		p.unknown(l)
+		p.onUnknown(l)
 	}
 	p.emit()
 }
@@ -233,8 +233,8 @@ func (p *Parser) closeDeeper(indent int) {
 	}
 }
 
-// version1 handles a version line.
-func (p *Parser) version1(l line) {
+// onVersion handles a version line.
+func (p *Parser) onVersion(l line) {
 	p.sawTAP = true
 	p.closeDeeper(l.indent)
 	b := p.top()
@@ -346,7 +346,9 @@ func (p *Parser) fixElem(b *block, t *Test) {
 	t.elem = pathElem(o.names, t, len(b.owner.Subtests))
 }
 
-func (p *Parser) planLine(l line) {
+// onPlan handles a plan line: the plan of the group at its indentation, a
+// new group if deeper, a new group or document if that group is done.
+func (p *Parser) onPlan(l line) {
 	p.sawTAP = true
 	p.closeDeeper(l.indent)
 	b := p.top()
@@ -376,7 +378,9 @@ func (p *Parser) planLine(l line) {
 	}
 }
 
-func (p *Parser) resultLine(l line) {
+// onResult handles a result line: the result of the test being reported
+// at its indentation, after the groups indented deeper are closed.
+func (p *Parser) onResult(l line) {
 	p.sawTAP = true
 	p.closeDeeper(l.indent)
 	b := p.top()
@@ -439,7 +443,9 @@ func (p *Parser) name(b *block, t *Test, name string, fromResult bool) {
 	}
 }
 
-func (p *Parser) subtestLine(l line) {
+// onSubtest handles a "# Subtest: name" header, which names a group's
+// owner.
+func (p *Parser) onSubtest(l line) {
 	p.closeDeeper(l.indent)
 	b := p.top()
 	var t *Test
@@ -473,7 +479,9 @@ func (p *Parser) subtestLine(l line) {
 	p.name(b, t, l.name, false)
 }
 
-func (p *Parser) metadataLine(l line) {
+// onMetadata handles a KTAP v2 "#:key: value" line, which goes where a
+// diagnostic line would; "ktap_test" names that test.
+func (p *Parser) onMetadata(l line) {
 	i := p.levelFor(l.indent)
 	b := p.stack[i]
 	t := p.diagTarget(b)
@@ -493,10 +501,10 @@ func (p *Parser) metadataLine(l line) {
 	}
 }
 
-// unknown keeps a line that is not KTAP in the innermost open group: the
+// onUnknown keeps a line that is not KTAP in the innermost open group: the
 // kernel prints such lines at any indentation. Indentation beyond the
 // group's is kept.
-func (p *Parser) unknown(l line) {
+func (p *Parser) onUnknown(l line) {
 	b := p.top()
 	p.addDiag(b, l.full[min(l.indent, b.indent):])
 }
