@@ -33,7 +33,8 @@
 //     belong to the group's parent.
 //   - Plan mismatches are Errors of the parent whose plan it is
 //     (Result.Errors at the top), out-of-order numbers Errors of the test;
-//     no result line is dropped.
+//     no result line is dropped. A parent keeps the result its line gives:
+//     "ok" over a failed subtest is an Error, not a failure.
 //   - Paths (Flatten, OnTest) join names with "/". A name is fixed when
 //     first known (header, "#:ktap_test:" metadata or result line); a
 //     nameless test appears by number, a repeated sibling name gets " #N".

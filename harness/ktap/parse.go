@@ -422,6 +422,15 @@ func (p *Parser) onResult(l line) {
 	if r.number != b.next {
 		p.errorf(t, "line %d: test number %d out of order, expected %d", p.lineNo, r.number, b.next)
 	}
+	if t.Result == Pass {
+		// ktap.rst: if one of the subtests fails, the parent should too.
+		for _, s := range t.Subtests {
+			if s.Result.Failed() {
+				p.errorf(t, "line %d: ok, but subtest %d %q is %s", p.lineNo, s.Number, s.Name, s.Result)
+				break
+			}
+		}
+	}
 	b.next = r.number + 1
 	b.results++
 	b.totals = false
