@@ -22,6 +22,7 @@ import (
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/initramfs"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/run"
@@ -155,6 +156,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return matrixCmd(cmd, rest, stdout, stderr)
 	case "doctor":
 		return doctorCmd(rest, stdout, stderr)
+	case initramfs.InternalCommand:
+		// A child of kharness building an initramfs (see initramfs.Build).
+		if err := initramfs.Outside(os.Stdin, stderr); err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return outcome.Infra.ExitCode()
+		}
+		return 0
 	}
 	fmt.Fprintf(stderr, "kharness: unknown command %q\n\n", cmd)
 	usage(stderr)
@@ -215,6 +223,9 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	p, err = run.New(ctx, cfg, stderr)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	if self, err := os.Executable(); err == nil {
+		p.Self = self
 	}
 	switch cmd {
 	case "build":

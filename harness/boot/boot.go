@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
@@ -225,7 +226,8 @@ func Run(ctx context.Context, s Spec, onEvent func(event.Event)) (*Result, error
 		res.Outcome, res.Reason, res.Watchdog = Verdict(f)
 		return res, nil
 	}
-	sockDir, err := os.MkdirTemp("", "kharness-ev-")
+	cache.SweepTemp(os.TempDir(), "kharness-ev-") // left by a killed run
+	sockDir, err := cache.TempDir(os.TempDir(), "kharness-ev-")
 	if err != nil {
 		f.StartErr = fmt.Errorf("socket dir: %w", err)
 		return finish()

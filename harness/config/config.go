@@ -463,19 +463,21 @@ func (c *Config) Abs(p string) string {
 }
 
 // CacheDir is where sources, kernels and initramfs images are kept across
-// runs. A stable path also keeps ccache hits across work trees.
-func (c *Config) CacheDir() string {
+// runs. A stable path also keeps ccache hits across work trees. There is
+// no fallback to a shared /tmp: another user's or an old run's files
+// there would be trusted as ours.
+func (c *Config) CacheDir() (string, error) {
 	if c.Cache != "" {
-		return c.Abs(c.Cache)
+		return c.Abs(c.Cache), nil
 	}
 	if d := os.Getenv("KHARNESS_CACHE"); d != "" {
-		return d
+		return d, nil
 	}
 	d, err := os.UserCacheDir()
 	if err != nil {
-		d = os.TempDir()
+		return "", fmt.Errorf("no cache directory: set cache: in %s, --cache or $KHARNESS_CACHE (%v)", c.Path, err)
 	}
-	return filepath.Join(d, "kharness")
+	return filepath.Join(d, "kharness"), nil
 }
 
 // Where returns the file position of a config value path, for errors.

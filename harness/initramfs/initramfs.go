@@ -6,7 +6,10 @@
 package initramfs
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +25,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/kharness/kharness/harness/cache"
+	"github.com/kharness/kharness/harness/internal/proc"
 	"github.com/kharness/kharness/harness/outcome"
 )
 
@@ -46,6 +50,8 @@ type Request struct {
 	CacheDir  string
 	Log       io.Writer
 	Lock      cache.LockWait // waiting for another run building the same image
+	// Exec, when set, is the kharness binary to build in (see Build).
+	Exec string
 }
 
 // Result is a built or cached image.
@@ -54,6 +60,7 @@ type Result struct {
 	Key      string
 	Cached   bool
 	Duration time.Duration
+	Notes    []string // what the cache repaired
 }
 
 // Key hashes every input of the image: the Go toolchain, the target arch,
@@ -81,7 +88,12 @@ func sorted(s []string) []string {
 	return c
 }
 
-// Build returns the image for r, building it when it is not cached.
+// Build returns the image for r, building it when it is not cached or
+// its checksum no longer matches. With r.Exec set the build runs in that
+// program (kharness itself, `kharness internal-initramfs`) as a child in
+// its own process group, so that cancelling the run, or kharness dying,
+// stops u-root's go build and its compilers too (uimage.Create takes no
+// context).
 func Build(ctx context.Context, r Request) (*Result, error) {
 	start := time.Now()
 	key, err := Key(ctx, r)
@@ -92,15 +104,102 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	out := filepath.Join(dir, key[:24]+"-"+r.GOARCH+".cpio")
 	lock, err := cache.Acquire(ctx, out+".lock", r.Lock)
 	if err != nil {
-		return nil, err
+		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
 	}
 	defer lock.Release()
-	if cache.Exists(out) {
+	var notes []string
+	switch err := verify(out); {
+	case err == nil:
 		return &Result{Path: out, Key: key, Cached: true, Duration: time.Since(start)}, nil
+	case !errors.Is(err, os.ErrNotExist):
+		notes = append(notes, fmt.Sprintf("cached initramfs %s failed verification (%v): rebuilt", filepath.Base(out), err))
+		os.Remove(out)
+		os.Remove(out + ".sha256")
 	}
-	tmp, err := os.MkdirTemp(dir, "build-")
+	cache.SweepTemp(dir, "build-")
+	if r.Exec != "" {
+		err = buildOutside(ctx, r, out)
+	} else {
+		err = create(r, out)
+	}
 	if err != nil {
-		return nil, outcome.Errorf(outcome.Infra, "initramfs temp dir: %w", err)
+		os.Remove(out + ".part")
+		if ctx.Err() != nil {
+			return nil, outcome.Errorf(outcome.Interrupted, "initramfs: %w", ctx.Err())
+		}
+		return nil, outcome.Errorf(outcome.Infra, "build initramfs for %s: %w", r.GOARCH, err)
+	}
+	sum, err := cache.FileHash(out + ".part")
+	if err != nil {
+		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	if err := cache.WriteFile(out+".sha256", []byte(sum+"\n")); err != nil {
+		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	if err := os.Rename(out+".part", out); err != nil {
+		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	return &Result{Path: out, Key: key, Duration: time.Since(start), Notes: notes}, nil
+}
+
+// verify checks a cached image against the checksum written beside it.
+func verify(path string) error {
+	want, err := os.ReadFile(path + ".sha256")
+	if err != nil {
+		if _, serr := os.Stat(path); serr == nil && errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no checksum beside it")
+		}
+		return err
+	}
+	got, err := cache.FileHash(path)
+	if err != nil {
+		return err
+	}
+	if got != strings.TrimSpace(string(want)) {
+		return fmt.Errorf("sha256 %s, recorded %s", got[:12], strings.TrimSpace(string(want))[:min(12, len(want))])
+	}
+	return nil
+}
+
+// buildOutside runs create in `r.Exec internal-initramfs`, the request as
+// JSON on its stdin.
+func buildOutside(ctx context.Context, r Request, out string) error {
+	req, err := json.Marshal(outsideRequest{ModuleDir: r.ModuleDir, GOARCH: r.GOARCH, Suites: r.Suites,
+		CacheDir: r.CacheDir, Out: out})
+	if err != nil {
+		return err
+	}
+	cmd := proc.Command(ctx, r.Exec, InternalCommand)
+	cmd.Stdin = bytes.NewReader(req)
+	cmd.Stdout, cmd.Stderr = r.Log, r.Log
+	return cmd.Run()
+}
+
+// InternalCommand is the hidden kharness command that builds an image in
+// a child process (see Build).
+const InternalCommand = "internal-initramfs"
+
+type outsideRequest struct {
+	ModuleDir, GOARCH string
+	Suites            []string
+	CacheDir, Out     string
+}
+
+// Outside is the body of InternalCommand: it reads the request from in and
+// builds the image at its .part path.
+func Outside(in io.Reader, log io.Writer) error {
+	var q outsideRequest
+	if err := json.NewDecoder(in).Decode(&q); err != nil {
+		return fmt.Errorf("%s: request: %w", InternalCommand, err)
+	}
+	return create(Request{ModuleDir: q.ModuleDir, GOARCH: q.GOARCH, Suites: q.Suites, CacheDir: q.CacheDir, Log: log}, q.Out)
+}
+
+// create builds the image into out.part with u-root.
+func create(r Request, out string) error {
+	tmp, err := cache.TempDir(filepath.Dir(out), "build-")
+	if err != nil {
+		return fmt.Errorf("initramfs temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(r.GOARCH), golang.WithWorkingDir(r.ModuleDir))
@@ -112,9 +211,8 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	for _, c := range coreCmds {
 		core = append(core, "github.com/u-root/u-root/cmds/core/"+c)
 	}
-	part := out + ".part"
 	logger := llog.New(slog.LevelInfo, func(format string, v ...any) { fmt.Fprintf(r.Log, "initramfs: "+format+"\n", v...) })
-	err = uimage.Create(logger,
+	return uimage.Create(logger,
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
 		// Inlining on: u-root builds with -gcflags=all=-l by default, and
@@ -127,17 +225,6 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 		uimage.WithShell("gosh"),
 		uimage.WithSkipLDD(),
 		uimage.WithTempDir(tmp),
-		uimage.WithCPIOOutput(part),
+		uimage.WithCPIOOutput(out+".part"),
 	)
-	if err != nil {
-		os.Remove(part)
-		if ctx.Err() != nil {
-			return nil, outcome.Errorf(outcome.Interrupted, "initramfs: %w", ctx.Err())
-		}
-		return nil, outcome.Errorf(outcome.Infra, "build initramfs for %s: %w", r.GOARCH, err)
-	}
-	if err := os.Rename(part, out); err != nil {
-		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
-	}
-	return &Result{Path: out, Key: key, Duration: time.Since(start)}, nil
 }

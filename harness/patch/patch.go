@@ -437,6 +437,9 @@ func parsePatch(data []byte, first int) (p *Patch, skip bool, probs []Problem) {
 				paths = append(paths, n)
 			}
 		}
+		if bad == "" && len(names) > 0 {
+			bad = checkSymlink(f, names[len(names)-1])
+		}
 		if bad != "" { // one problem per file diff is enough to fix it
 			probs = append(probs, Problem{Line: line, Msg: bad})
 			continue
@@ -580,6 +583,34 @@ func checkPath(name string) string {
 	}
 	if clean == "." {
 		return fmt.Sprintf("%s: names the tree itself", name)
+	}
+	return ""
+}
+
+// checkSymlink rejects a patch that makes a symlink pointing outside the
+// tree: applying it is harmless, but the build or a later patch would
+// follow it out of the work tree.
+func checkSymlink(f *gitdiff.File, name string) string {
+	if f.NewMode&0o170000 != 0o120000 || f.IsDelete {
+		return ""
+	}
+	var target strings.Builder
+	for _, frag := range f.TextFragments {
+		for _, l := range frag.Lines {
+			if l.Op == gitdiff.OpAdd {
+				target.WriteString(strings.TrimSuffix(l.Line, "\n"))
+			}
+		}
+	}
+	t := target.String()
+	if t == "" {
+		return ""
+	}
+	if path.IsAbs(t) {
+		return fmt.Sprintf("%s: symlink to %s, outside the kernel tree", name, t)
+	}
+	if j := path.Join(path.Dir(name), t); j == ".." || strings.HasPrefix(j, "../") {
+		return fmt.Sprintf("%s: symlink to %s leaves the kernel tree", name, t)
 	}
 	return ""
 }

@@ -44,6 +44,9 @@ type Pipeline struct {
 	Catalog  config.Catalog
 	Suites   map[string]catalog.Suite
 	Progress io.Writer // one line per stage event, for people
+	// Self is the kharness binary, for stages that run in a child process
+	// of their own (the initramfs build); empty runs them in-process.
+	Self string
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
@@ -76,7 +79,11 @@ type Kernel struct {
 // validates the config against it; every problem is reported at once, as
 // a config error.
 func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline, error) {
-	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cfg.CacheDir(),
+	cacheDir, err := cfg.CacheDir()
+	if err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
+	}
+	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cacheDir,
 		accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}, Suites: map[string]catalog.Suite{}}
 	ps, err := patch.Discover(cfg.Abs(cfg.Dirs.Patches))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -416,7 +423,7 @@ func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer
 	}
 	sort.Strings(names)
 	r, err := initramfs.Build(ctx, initramfs.Request{ModuleDir: p.Cfg.Abs(p.Cfg.Dirs.Module), GOARCH: t.GOARCH,
-		Suites: names, CacheDir: p.cacheDir, Log: log, Lock: p.lockWait("")})
+		Suites: names, CacheDir: p.cacheDir, Log: log, Lock: p.lockWait(""), Exec: p.Self})
 	if err != nil {
 		return nil, stageErr(StageInitramfs, err)
 	}
@@ -627,6 +634,10 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 		return
 	}
 	p.logf(c.ID, "initramfs: %s (%s, cached=%v)", filepath.Base(ir.Path), ir.Duration.Round(time.Millisecond), ir.Cached)
+	for _, n := range append(k.Notes, ir.Notes...) {
+		p.logf(c.ID, "cache: %s", n)
+	}
+	store.Update(func(*results.Run) { rc.Notes = append(rc.Notes, append(k.Notes, ir.Notes...)...) })
 	accel, why, err := p.Accel(ctx, t)
 	if err != nil {
 		p.fail(store, rc, stageErr(StageBoot, err))
