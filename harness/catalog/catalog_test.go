@@ -3,9 +3,9 @@ package catalog
 import (
 	"context"
 	"os"
-	"slices"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"

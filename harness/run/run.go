@@ -413,7 +413,6 @@ func pJobs(j int) int {
 	return build.Jobs()
 }
 
-
 // Initramfs builds (or finds) the guest image for a target. Every suite
 // that exists goes in, so one image per arch serves every cell.
 func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer) (*initramfs.Result, error) {

@@ -177,4 +177,5 @@ func TestPruneTrees(t *testing.T) {
 		})
 	}
 }
+
 var lockWait = cache.LockWait{}
