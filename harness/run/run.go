@@ -491,6 +491,16 @@ func (p *Pipeline) selected(g guest.Suite) int {
 	return n
 }
 
+// bootVerdict is what the cell's verdict needs of its boot.
+func bootVerdict(br *boot.Result) results.Boot {
+	reason := br.Reason
+	if br.Outcome != outcome.Pass && br.BlameTest != "" {
+		reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
+	}
+	return results.Boot{Outcome: br.Outcome, Reason: reason, Watchdog: br.Watchdog, Crashes: br.Crashes,
+		Crash: br.Crash, BlameSuite: br.BlameSuite, BlameTest: br.BlameTest, Notes: br.Notes}
+}
+
 // TCGAccel is re-exported for readability in this package.
 const TCGAccel = boot.TCG
 
@@ -673,12 +683,7 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	store.Update(func(*results.Run) {
 		rc.BootSeconds = br.Duration.Seconds()
 		rc.FirstEventSeconds = br.FirstEvent.Seconds()
-		reason := br.Reason
-		if br.Outcome != outcome.Pass && br.BlameTest != "" {
-			reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
-		}
-		rc.Finish(results.Boot{Outcome: br.Outcome, Reason: reason, Watchdog: br.Watchdog, Crashes: br.Crashes,
-			Crash: br.Crash, BlameSuite: br.BlameSuite, BlameTest: br.BlameTest, Notes: br.Notes})
+		rc.Finish(bootVerdict(br))
 	})
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: string(rc.Outcome), Message: rc.Reason})
 	p.logf(c.ID, "done: %s in %.1fs (first result after %.1fs)", rc.Outcome, br.Duration.Seconds(), br.FirstEvent.Seconds())
