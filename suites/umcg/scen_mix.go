@@ -24,7 +24,7 @@ func scenarioMix(r *reporter, p params) error {
 		return err
 	}
 	body := mixRound(opMix(p.Ops))
-	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick}, body); err != nil {
+	if err := sc.addPool(umcg.ServerConfig{Clock: unix.CLOCK_MONOTONIC, Tick: p.Tick, Preempt: p.Preempt}, body); err != nil {
 		return err
 	}
 	if p.Solo {

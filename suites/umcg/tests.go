@@ -12,14 +12,16 @@ import (
 // stress scenarios share the run's duration (--duration 10s keeps the
 // whole suite near a minute per target under TCG).
 
-// stall is the watchdog limit: no progress for this long is a hang. TCG
-// guests on a loaded host are slow; real progress is milliseconds.
+// stall is the watchdog limit under KVM: no progress for this long is a
+// hang. Real progress is milliseconds; a TCG guest on a loaded 2-core host
+// is many times slower, so the limit scales with the run (Params.Scaled)
+// like every other timeout.
 const stall = 5 * time.Second
 
 func baseParams(t *suite.T, name string, frac float64) params {
 	p := t.Params()
 	return params{Scenario: name, Dur: time.Duration(float64(p.Duration) * frac), Seed: p.Seed,
-		Servers: 2, Workers: 4, Ops: "mix", Stall: stall}
+		Servers: 2, Workers: 4, Ops: "mix", Stall: p.Scaled(stall)}
 }
 
 // limitFor is the parent's hard limit for a child: its run, its watchdog
@@ -28,7 +30,7 @@ func limitFor(p params) time.Duration { return p.Dur + 2*p.Stall + 20*time.Secon
 
 func testABI(t *suite.T) {
 	needUMCG(t)
-	p := params{Scenario: "abi", Seed: t.Params().Seed, Stall: stall}
+	p := params{Scenario: "abi", Seed: t.Params().Seed, Stall: t.Params().Scaled(stall)}
 	runChild(t, p, 2*time.Minute)
 }
 
@@ -140,6 +142,11 @@ func testPinsFork(t *suite.T) {
 	needUMCG(t)
 	p := baseParams(t, "pins-fork", 0.3)
 	p.Servers, p.Workers, p.Ops, p.Forks = 1, 4, "pins", true
+	// After a fork every write faults, and a worker descheduled in a fault
+	// can hold what another worker's Go runtime spins on (exitsyscall's
+	// scan bit, see scenarioLifecycle): the server must preempt whatever
+	// runs a whole tick, or that spin keeps it forever.
+	p.Tick, p.Preempt = 5*time.Millisecond, true
 	runChild(t, p, limitFor(p))
 }
 
