@@ -285,11 +285,11 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	// ccache hits across patch combinations.
 	buildDir := filepath.Join(source.TreeDir(p.cacheDir, treeKey), ".kharness-build", t.Name)
 
-	var wt *source.Worktree
+	// tree checks out (or finds) the patched work tree and holds its lock
+	// until the caller releases it. Locks are taken in one order only,
+	// kernel entry before tree (GetImage), and the tree's lock is never
+	// held while waiting for a kernel entry's, so two runs cannot deadlock.
 	tree := func() (*source.Worktree, error) {
-		if wt != nil {
-			return wt, nil
-		}
 		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, p.Cfg.KeepTrees, p.lockWait(c.ID), srcLog)
 		if err != nil {
 			return nil, stageErr(StageSource, err)
@@ -298,7 +298,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 			plog, err := os.Create(filepath.Join(cellDir, "patch.log"))
 			if err != nil {
 				w.Release()
-				return nil, stageErr(StagePatch, err)
+				return nil, stageErr(StagePatch, outcome.Errorf(outcome.Infra, "%w", err))
 			}
 			p.logf(c.ID, "patch: applying %d set(s) %v", len(sets), c.PatchSets)
 			err = patch.Apply(ctx, w.Dir, sets, plog)
@@ -312,17 +312,11 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if !w.Ready {
 			if err := w.MarkReady(); err != nil {
 				w.Release()
-				return nil, stageErr(StagePatch, err)
+				return nil, stageErr(StagePatch, outcome.Errorf(outcome.Infra, "%w", err))
 			}
 		}
-		wt = w
 		return w, nil
 	}
-	defer func() {
-		if wt != nil {
-			wt.Release()
-		}
-	}()
 	if len(sets) > 0 {
 		// Patch application is checked every run, even when everything is
 		// cached, only by building the tree when it is missing.
@@ -337,12 +331,16 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		}
 		klog, err := os.Create(filepath.Join(cellDir, "kconfig.log"))
 		if err != nil {
+			w.Release()
 			return nil, stageErr(StageKconfig, err)
 		}
 		p.logf(c.ID, "kconfig: %s + %d fragment(s) → olddefconfig", t.BaseConfig, len(frags))
-		cfgData, err = kconfig.Configure(ctx, kconfig.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch,
+		kctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+		cfgData, err = kconfig.Configure(kctx, kconfig.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch,
 			Base: t.BaseConfig, Fragments: frags, Log: klog})
+		cancel()
 		klog.Close()
+		w.Release()
 		if cfgData != nil {
 			os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 		}
@@ -378,7 +376,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 			return "", "", nil, err
 		}
 		p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), req.MakeTarget, req.LogPath)
-		return w.Dir, buildDir, func() {}, nil
+		return w.Dir, buildDir, w.Release, nil
 	}
 	bctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Build)
 	defer cancel()
