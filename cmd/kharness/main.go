@@ -21,6 +21,7 @@ import (
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/run"
@@ -271,7 +272,7 @@ func bootCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int
 		return fail(stderr, err)
 	}
 	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
-	spec.Cmdline = append(spec.Cmdline, "kharness.mode=shell")
+	spec.Cmdline = append(spec.Cmdline, guest.BootArgs{Mode: guest.ModeShell}.Encode()...)
 	qargs := boot.Args(spec, "stdio,mux=on,signal=off", "null")
 	qargs = append(qargs, "-mon", "chardev=con,mode=readline")
 	fmt.Fprintf(stderr, "kharness boot: %s under %s (%s); Ctrl-A X quits\n", c.ID, accel, why)

@@ -159,6 +159,10 @@ func Uname() (release, version, machine string) {
 }
 
 // Cmdline returns the kharness.* parameters of the kernel command line.
+//
+// Deprecated: use guest.Read (harness/guest), the one typed parser of
+// the boot arguments. Only initramfs/agent still calls this; delete it
+// when the agent switches.
 func Cmdline() map[string]string {
 	data, _ := os.ReadFile("/proc/cmdline")
 	m := map[string]string{}
