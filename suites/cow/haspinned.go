@@ -17,7 +17,7 @@ func hasPinnedStatus(c *tcase) {
 	if _, ok, err := hasPinned(unix.Getpid()); err != nil {
 		c.Fatalf("%v", err)
 	} else if !ok {
-		c.apply(cowVerdict("no HasPinned line in /proc/self/status", c.env.boot, c.env.bootErr))
+		cowVerdict("no HasPinned line in /proc/self/status", c.env.boot, c.env.bootErr).Apply(c)
 	}
 	r := c.region(memPage)
 	args := &gup.PinArgs{Addr: uint64(addrOf(r.area)), Size: uint64(len(r.area)), Flags: gup.FlagWrite}

@@ -14,7 +14,7 @@ func (c *tcase) ring(area []byte) *uring {
 	if err != nil {
 		disabled, _ := os.ReadFile("/proc/sys/kernel/io_uring_disabled")
 		if v, ok := iouringVerdict(err, strings.TrimSpace(string(disabled)), c.env.cfg, c.env.cfgErr); ok {
-			c.apply(v)
+			v.Apply(c)
 		}
 	}
 	c.mustf(err, "io_uring")

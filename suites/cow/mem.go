@@ -48,7 +48,7 @@ func (c *tcase) region(kind memKind) *region {
 	}
 	thp := c.env.thpSize
 	if thp == 0 {
-		c.apply(thpVerdict(c.env.thpWhy, c.env.cfg, c.env.cfgErr))
+		thpVerdict(c.env.thpWhy, c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	m, err := unix.Mmap(-1, 0, 2*thp, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	c.mustf(err, "mmap")
@@ -59,7 +59,7 @@ func (c *tcase) region(kind memKind) *region {
 	c.mustf(unix.Madvise(r.area, unix.MADV_HUGEPAGE), "madvise(HUGEPAGE)")
 	r.area[0] = 1 // one fault: a THP or a small page
 	if err := c.checkTHP(r.area, true); err != nil {
-		c.apply(thpVerdict(fmt.Sprintf("a MADV_HUGEPAGE fault of a %d KiB aligned area gave no PMD-mapped THP: %v", thp>>10, err), c.env.cfg, c.env.cfgErr))
+		thpVerdict(fmt.Sprintf("a MADV_HUGEPAGE fault of a %d KiB aligned area gave no PMD-mapped THP: %v", thp>>10, err), c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	fill(r.area, tagPre, 0)
 	switch kind {
@@ -175,7 +175,7 @@ func (c *tcase) pinRead(n int) []byte {
 func (c *tcase) gupDev() *gup.Dev {
 	if c.env.gup == nil {
 		if gupMissing(c.env.gupErr) {
-			c.apply(gupTestVerdict(c.env.gupErr, sysinfo.Mounted("/sys/kernel/debug", "debugfs"), c.env.cfg, c.env.cfgErr))
+			gupTestVerdict(c.env.gupErr, sysinfo.Mounted("/sys/kernel/debug", "debugfs"), c.env.cfg, c.env.cfgErr).Apply(c)
 		}
 		c.Fatalf("%v", c.env.gupErr)
 	}

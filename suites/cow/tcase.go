@@ -73,11 +73,11 @@ func (c *tcase) note(key, format string, args ...any) {
 // the patch set, a failure when the patch set is applied.
 func (c *tcase) cowMissing(key, what string) {
 	v := cowVerdict(what, c.env.boot, c.env.bootErr)
-	if !v.skip {
-		c.Errorf("%s", v.why)
+	if !v.Skip {
+		c.Errorf("%s", v.Why)
 		return
 	}
-	c.note(key, "%s", v.why)
+	c.note(key, "%s", v.Why)
 }
 
 // vmstat reads /proc/vmstat with the per-CPU deltas folded in.

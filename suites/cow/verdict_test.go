@@ -10,18 +10,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/suites/internal/verdict"
 )
 
 // checkVerdict compares a verdict with the expected kind and the words
 // its reason must contain.
-func checkVerdict(t *testing.T, name string, got verdict, wantSkip bool, words ...string) {
+func checkVerdict(t *testing.T, name string, got verdict.Verdict, wantSkip bool, words ...string) {
 	t.Helper()
-	if got.skip != wantSkip {
-		t.Errorf("%s: skip=%v (%q), want skip=%v", name, got.skip, got.why, wantSkip)
+	if got.Skip != wantSkip {
+		t.Errorf("%s: %v, want skip=%v", name, got, wantSkip)
 	}
 	for _, w := range words {
-		if !strings.Contains(got.why, w) {
-			t.Errorf("%s: reason %q lacks %q", name, got.why, w)
+		if !strings.Contains(got.Why, w) {
+			t.Errorf("%s: reason %q lacks %q", name, got.Why, w)
 		}
 	}
 }
@@ -36,7 +37,7 @@ func TestCowVerdict(t *testing.T) {
 		wantSkip bool
 		words    []string
 	}{
-		{"no patch sets", guest.BootArgs{}, nil, true, []string{"no HasPinned", "not applied", "patch sets none"}},
+		{"no patch sets", guest.BootArgs{}, nil, true, []string{"no HasPinned", "cow is not applied", "patch sets none"}},
 		{"other patch sets", stock, nil, true, []string{"not applied", "kmap-local"}},
 		{"cow applied", patched, nil, false, []string{"no HasPinned", "although patch set cow is applied", "mutants/cow-no-early-copy"}},
 		{"mutant name is not the set", guest.BootArgs{PatchSets: []string{"mutants/cow-x"}}, nil, true, []string{"not applied"}},
@@ -54,7 +55,7 @@ func TestTHPVerdict(t *testing.T) {
 		wantSkip bool
 		words    []string
 	}{
-		{"THP configured", map[string]string{"CONFIG_TRANSPARENT_HUGEPAGE": "y"}, nil, false, []string{"CONFIG_TRANSPARENT_HUGEPAGE=y", "no THP", "why"}},
+		{"THP configured", map[string]string{"CONFIG_TRANSPARENT_HUGEPAGE": "y"}, nil, false, []string{"CONFIG_TRANSPARENT_HUGEPAGE=y", "got none (why)"}},
 		{"THP not set", map[string]string{}, nil, true, []string{"CONFIG_TRANSPARENT_HUGEPAGE is not set", "why"}},
 		{"THP n", map[string]string{"CONFIG_TRANSPARENT_HUGEPAGE": "n"}, nil, true, []string{"CONFIG_TRANSPARENT_HUGEPAGE=n"}},
 		{"no config", nil, errors.New("no /proc/config.gz"), false, []string{"cannot be told", "no /proc/config.gz", "why"}},
@@ -98,7 +99,7 @@ func TestIOURingVerdict(t *testing.T) {
 		words    []string
 	}{
 		{"ENOSYS without io_uring", unix.ENOSYS, "", map[string]string{}, nil, true, true, []string{"CONFIG_IO_URING is not set"}},
-		{"ENOSYS with io_uring", unix.ENOSYS, "0", with, nil, true, false, []string{"although CONFIG_IO_URING=y"}},
+		{"ENOSYS with io_uring", unix.ENOSYS, "0", with, nil, true, false, []string{"built with CONFIG_IO_URING=y", "io_uring_setup: function not implemented"}},
 		{"ENOSYS, no config", unix.ENOSYS, "0", nil, errors.New("gone"), true, false, []string{"cannot be told"}},
 		{"EPERM, disabled", unix.EPERM, "2", with, nil, true, true, []string{"io_uring_disabled = 2"}},
 		{"EPERM, enabled", unix.EPERM, "0", with, nil, true, false, []string{"io_uring_disabled = \"0\""}},
