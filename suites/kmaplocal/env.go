@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
 
@@ -22,6 +24,8 @@ type env struct {
 	cpus    []int
 	cfg     map[string]string // nil if /proc/config.gz is unreadable
 	cfgErr  error
+	boot    guest.BootArgs // what the host told the guest: the patch sets applied
+	bootErr error
 	preempt bool // fully preemptible kernel: SPIN sections must get preempted
 	// newDev opens the driver; readStats reads its stats file (fakes in
 	// host tests).
@@ -38,6 +42,7 @@ func detectEnv() (*env, error) {
 		return nil, err
 	}
 	e.cfg, _, e.cfgErr = sysinfo.KernelConfig()
+	e.boot, e.bootErr = guest.Read()
 	zones, err := sysinfo.Zones()
 	if err != nil {
 		return nil, fmt.Errorf("zoneinfo: %w", err)
@@ -64,35 +69,35 @@ func testSeed(seed int64, name string) int64 {
 	return seed ^ int64(h.Sum64())
 }
 
+// patchSetKmapLocal is the patch set that adds the driver.
+const patchSetKmapLocal = "kmap-local"
+
 // dev opens the driver for the test goroutine and decides what its
-// absence means: a kernel built without the patch skips the driver tests,
-// one whose config says CONFIG_TEST_KMAP_LOCAL=y but has no debugfs file
-// fails them.
+// absence means (driverVerdict).
 func (c *tcase) dev() kmtDev {
 	d, err := c.env.newDev()
 	if err == nil {
 		return d
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		v := "unknown"
-		if c.env.cfg != nil {
-			v = c.env.cfg[kmtConfig]
-			if v == "" {
-				v = "not set"
-			}
-		}
-		if v == "y" {
-			c.Fatalf("%s=y but %s is missing (debugfs mounted: %v): the driver did not register", kmtConfig, kmtRunPath,
-				sysinfo.Mounted("/sys/kernel/debug", "debugfs"))
-		}
-		why := ""
-		if c.env.cfgErr != nil {
-			why = fmt.Sprintf(" (%v)", c.env.cfgErr)
-		}
-		c.Skipf("%s missing and %s is %s%s: kernel without the kmap_local_test patch", kmtRunPath, kmtConfig, v, why)
+		driverVerdict(c.env, sysinfo.Mounted("/sys/kernel/debug", "debugfs")).Apply(c)
 	}
 	c.Fatalf("open %s: %v", kmtRunPath, err)
 	return nil
+}
+
+// driverVerdict decides what a missing driver means: a skip only on a
+// kernel without patch set kmap-local (per its command line) that is not
+// built with CONFIG_TEST_KMAP_LOCAL=y either; otherwise the driver did
+// not register, or cannot be shown to be absent for a reason, and the
+// test fails.
+func driverVerdict(e *env, debugfs bool) verdict.Verdict {
+	what := fmt.Sprintf("%s missing (debugfs mounted at /sys/kernel/debug: %v)", kmtRunPath, debugfs)
+	v := verdict.PatchSet(patchSetKmapLocal, what, e.boot, e.bootErr)
+	if v.Skip {
+		v = verdict.Config(kmtConfig, v.Why, e.cfg, e.cfgErr)
+	}
+	return v
 }
 
 // stats reads the driver's counters at the start of a driver test.
@@ -233,6 +238,6 @@ func (c *tcase) tmpfsDir() string {
 			}
 		}
 	}
-	c.Skipf("no tmpfs at /tmp or /dev/shm")
+	verdict.Config("CONFIG_TMPFS", "no tmpfs mounted at /tmp or /dev/shm", c.env.cfg, c.env.cfgErr).Apply(c)
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/suites/internal/uffd"
+	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
 
@@ -85,7 +86,7 @@ func tmpfsLargeFolio(c *tcase) {
 	opts := fmt.Sprintf("huge=always,size=%dk", (workers*fileSize+4*pmd)>>10)
 	if err := unix.Mount("tmpfs", hugeMount, "tmpfs", 0, opts); err != nil {
 		os.Remove(hugeMount)
-		c.Skipf("tmpfs refuses -o %s at %s: %v (kernel without CONFIG_TRANSPARENT_HUGEPAGE?)", opts, hugeMount, err)
+		verdict.Config("CONFIG_TRANSPARENT_HUGEPAGE", fmt.Sprintf("tmpfs refuses -o %s at %s: %v", opts, hugeMount, err), c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	defer func() {
 		if err := unix.Unmount(hugeMount, 0); err != nil {
