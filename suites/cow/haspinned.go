@@ -34,6 +34,7 @@ func hasPinnedStatus(c *tcase) {
 	c.expectHasPinned(ch.pid, 0, "a new child")
 	c.release(ch)
 	c.await(ch)
+	c.pinned(pages(r.area))
 	c.expectHasPinned(ch.pid, 1, "the child after pinning its pages")
 	c.release(ch)
 	c.finish(ch)

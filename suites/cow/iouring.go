@@ -20,6 +20,7 @@ func (c *tcase) ring(area []byte) *uring {
 	c.mustf(err, "io_uring")
 	c.later(u.close)
 	c.mustf(u.registerBuffer(area), "register the area")
+	c.pinned(pages(area))
 	c.later(func() {
 		if err := u.unregisterBuffers(); err != nil {
 			c.Errorf("%v", err)

@@ -156,6 +156,7 @@ func (c *tcase) buffer(size int) []byte {
 func (c *tcase) pin(b []byte, flags uint32) {
 	dev := c.gupDev()
 	c.mustf(dev.PinStart(addrOf(b), len(b), flags), "pin")
+	c.pinned(pages(b))
 	c.later(func() {
 		if err := dev.PinStop(); err != nil {
 			c.Errorf("%v", err)
