@@ -241,3 +241,46 @@ func TestChildStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestCollisionPage(t *testing.T) {
+	for n := uint32(1); n <= 64; n++ {
+		for _, pages := range []int{256, 512, 1024} {
+			p := collisionPage(n, pages)
+			if p < 0 || p >= pages {
+				t.Fatalf("collisionPage(%d, %d) = %d: outside the area", n, pages, p)
+			}
+			if zero := stormZero(n, p); zero != (n%2 == 0) {
+				t.Errorf("collisionPage(%d, %d) = %d, resolved with ZEROPAGE=%v; want ZEROPAGE in even rounds only", n, pages, p, zero)
+			}
+		}
+	}
+}
+
+func TestStormFloors(t *testing.T) {
+	for _, tc := range []struct {
+		name                                         string
+		rounds                                       int
+		touches, wantTouches, faults, eexist, zeroes int64
+		words                                        []string
+	}{
+		{"healthy", 10, 7680, 7680, 2000, 12, 400, nil},
+		{"lost touches", 10, 7000, 7680, 2000, 12, 400, []string{"7000 touches", "want 7680"}},
+		{"too few faults", 10, 7680, 7680, 19, 12, 400, []string{"19 faults", "at least 2 per round"}},
+		{"EEXIST reported as success", 10, 7680, 7680, 2000, 5, 400, []string{"5 EEXIST in 10 rounds", "must fail with EEXIST"}},
+		{"no ZEROPAGE", 2, 1536, 1536, 400, 2, 0, []string{"no ZEROPAGE"}},
+	} {
+		errs := stormFloors(tc.rounds, tc.touches, tc.wantTouches, tc.faults, tc.eexist, tc.zeroes)
+		if len(tc.words) == 0 {
+			if len(errs) > 0 {
+				t.Errorf("%s: %v, want no failure", tc.name, errs)
+			}
+			continue
+		}
+		all := strings.Join(errs, "\n")
+		for _, w := range tc.words {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: failures %q lack %q", tc.name, all, w)
+			}
+		}
+	}
+}
