@@ -141,7 +141,9 @@ func (c *tcase) randDepth(rng *rand.Rand, op, flags uint32) int {
 }
 
 // checkStats fails the test when the driver's error counters rose during
-// it, and records every counter's change as a metric kmt_<name>.
+// it, or when its run counters rose by less than the requests the test
+// completed (statFloors), and records every counter's change as a metric
+// kmt_<name>.
 func (c *tcase) checkStats(before map[string]int64) {
 	if before == nil {
 		return
@@ -166,6 +168,39 @@ func (c *tcase) checkStats(before map[string]int64) {
 	if len(rose) > 0 {
 		c.errorAll("%s reports errors during this test: %s", kmtStatsPath, strings.Join(rose, ", "))
 	}
+	done := map[string]int64{}
+	for _, op := range allOps {
+		done[opName(op)] = c.done.load(opName(op))
+	}
+	for _, e := range statFloors(before, after, done) {
+		c.errorAll("%s", e)
+	}
+}
+
+// opStats are the driver's per-op run counters.
+var opStats = map[uint32]string{opNest: "nests", opSleep: "sleeps", opSpin: "spins",
+	opCopyToUser: "copies_to_user", opCopyFromUser: "copies_from_user", opIRQ: "irq_runs"}
+
+// statFloors compares the driver's run counters (before and after the
+// test) with the requests the test completed, per op name (done): the
+// driver counts every request it ran, so less means the counters (and
+// the error counters beside them) do not cover the test's requests. A
+// counter the driver does not show is not compared.
+func statFloors(before, after map[string]int64, done map[string]int64) []string {
+	var errs []string
+	var total int64
+	for _, op := range allOps {
+		n := done[opName(op)]
+		total += n
+		st := opStats[op]
+		if v, ok := after[st]; ok && v-before[st] < n {
+			errs = append(errs, fmt.Sprintf("%s rose by %d during the test, which completed %d %s requests", st, v-before[st], n, opName(op)))
+		}
+	}
+	if v, ok := after["runs"]; ok && v-before["runs"] < total {
+		errs = append(errs, fmt.Sprintf("runs rose by %d during the test, which completed %d requests: %s does not count them", v-before["runs"], total, kmtStatsPath))
+	}
+	return errs
 }
 
 // highmemPages counts the present pages of [addr, addr+n) and how many of

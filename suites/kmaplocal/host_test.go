@@ -119,6 +119,7 @@ func needKernelUffd(t *testing.T) {
 // fakeDriver is shared by every fakeDev a test opens.
 type fakeDriver struct {
 	runs, errs atomic.Int64
+	opRuns     [opIRQ + 1]atomic.Int64 // per-op counters, as the driver keeps them
 	pfn        atomic.Uint64
 	inject     func(d *fakeDev, r *kmtReq)
 	missing    bool
@@ -146,6 +147,7 @@ func (f *fakeDriver) stats() (map[string]int64, error) {
 	fmt.Fprintf(&b, "runs %d\nrejected 0\nerrors %d\ncpu_changed 0\nidx_leaked 0\nhighmem 0\nforce_map 0\n", f.runs.Load(), f.errs.Load())
 	for _, op := range allOps {
 		fmt.Fprintf(&b, "max_depth_%s %d\n", statOpNames[op], fakeLimits[op])
+		fmt.Fprintf(&b, "%s %d\n", opStats[op], f.opRuns[op].Load())
 	}
 	return parseStats(b.String()), nil
 }
@@ -241,6 +243,7 @@ func (d *fakeDev) Run(r *kmtReq) error {
 		d.drv.inject(d, r)
 	}
 	d.drv.runs.Add(1)
+	d.drv.opRuns[r.Op].Add(1)
 	d.drv.errs.Add(int64(r.Errors))
 	return nil
 }
