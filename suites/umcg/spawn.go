@@ -172,6 +172,8 @@ wait:
 		case excess != 0:
 			t.Errorf("scenario %s: pin leak after the child is gone: %d more pages pinned than unpinned (nr_foll_pin_acquired %d new)", p.Scenario, excess, taken)
 		default:
+			// A measurement: the child's own checkPins floors the pins
+			// its workers' blocks must have taken.
 			t.Metric("pins_taken", float64(taken))
 		}
 	} else {

@@ -52,3 +52,45 @@ func TestProbeVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestRunFloors(t *testing.T) {
+	for _, tc := range []struct {
+		name                                 string
+		progress, blocks, mustBlock, switchs uint64
+		words                                []string
+	}{
+		{"healthy", 5000, 300, 120, 4000, nil},
+		{"no must-block op picked", 50, 0, 0, 40, nil},
+		{"no progress", 0, 0, 0, 0, []string{"no worker completed a single round"}},
+		{"runs without switches", 5000, 300, 120, 0, []string{"switches=0", "UMCG_TID_RUNNING"}},
+		{"must-block ops never blocked", 5000, 0, 120, 4000, []string{"120 ops that must block", "blocks=0"}},
+	} {
+		errs := runFloors(tc.progress, tc.blocks, tc.mustBlock, tc.switchs)
+		all := strings.Join(errs, "\n")
+		if (len(errs) > 0) != (len(tc.words) > 0) {
+			t.Errorf("%s: %q, want failures %v", tc.name, all, tc.words)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: %q lacks %q", tc.name, all, w)
+			}
+		}
+	}
+}
+
+func TestStormFloor(t *testing.T) {
+	for _, tc := range []struct {
+		sent, toServers, eintr uint64
+		word                   string
+	}{
+		{20000, 5000, 800, ""},
+		{20000, 5000, 0, "no umcg_wait of a server returned EINTR"},
+		{50, minServerSignals - 1, 0, ""}, // too few at servers to require an EINTR
+		{0, 0, 0, "sent no signal"},
+	} {
+		got := stormFloor(tc.sent, tc.toServers, tc.eintr)
+		if (got == "") != (tc.word == "") || !strings.Contains(got, tc.word) {
+			t.Errorf("stormFloor(%d, %d, %d) = %q, want %q", tc.sent, tc.toServers, tc.eintr, got, tc.word)
+		}
+	}
+}
