@@ -177,7 +177,7 @@ wait:
 			t.Metric("pins_taken", float64(taken))
 		}
 	} else {
-		t.Logf("pin balance not checked: %v", pinErr)
+		t.Errorf("scenario %s: the pin balance cannot be checked: %v", p.Scenario, pinErr)
 	}
 	if skip != "" {
 		// Only a kernel without patches/umcg explains a skip.
