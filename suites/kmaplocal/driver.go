@@ -157,7 +157,7 @@ func (c *tcase) boundaries(dev kmtDev, cpu int) {
 				c.errorAll("%s at depth %d, one more than max_depth_%s: %v, want ENOSPC", opName(op), lim+1, statOpNames[op], err)
 			}
 		}
-		c.Metric("max_depth_"+statOpNames[op], float64(lim))
+		c.Metric("max_depth_"+statOpNames[op], float64(lim)) // the driver's limit: configuration
 	}
 }
 

@@ -242,7 +242,8 @@ func (h *highmem) sample(e *env, b []byte) {
 }
 
 // report records highmem_pages and, on i386, fails the test if none of
-// the sampled pages was a highmem page.
+// the sampled pages was a highmem page (on x86_64, which has no
+// ZONE_HIGHMEM, both metrics are measurements).
 func (h *highmem) report(c *tcase, what string) {
 	c.Metric("highmem_pages", float64(h.high))
 	c.Metric("pages_sampled", float64(h.present))
