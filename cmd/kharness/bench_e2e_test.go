@@ -14,6 +14,7 @@ import (
 
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/target"
 )
 
@@ -101,8 +102,9 @@ func BenchmarkBoot(b *testing.B) {
 			initrd = matches[len(matches)-1]
 			for i := 0; i < b.N; i++ {
 				s := boot.Spec{Target: tg, Kernel: img, Initrd: initrd, Accel: boot.TCG, Dir: b.TempDir(),
-					Cmdline: []string{"kharness.mode=run", "kharness.suites=selftest:pass@1m", "kharness.cpus=2"},
-					Boot:    time.Minute, NoOutput: time.Minute, Overall: 2 * time.Minute}
+					Guest: guest.BootArgs{Mode: guest.ModeRun, CPUs: 2, EventPort: tg.EventPort,
+						Suites: []guest.Suite{{Name: "selftest", Tests: "pass", Deadline: time.Minute}}},
+					Boot: time.Minute, NoOutput: time.Minute, Overall: 2 * time.Minute}
 				r, err := boot.Run(context.Background(), s, func(event.Event) {})
 				if err != nil || r.FirstEvent == 0 {
 					b.Fatalf("agent boot: %v %+v", err, r)

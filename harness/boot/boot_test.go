@@ -35,7 +35,7 @@ func TestArgs(t *testing.T) {
 				}
 			}
 			app := a[slices.Index(a, "-append")+1]
-			for _, w := range []string{"panic=-1", "console=ttyS0", "kharness.mode=run"} {
+			for _, w := range []string{"panic=-1", "console=ttyS0", guest.BootArgs{Mode: guest.ModeRun}.Encode()[0]} {
 				if !strings.Contains(app, w) {
 					t.Errorf("%s: kernel args lack %q: %s", name, w, app)
 				}

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/kharness/kharness/suites/internal/gup"
 	"golang.org/x/sys/unix"
+
+	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/suites/internal/gup"
+	"github.com/kharness/kharness/suites/sysinfo"
 )
 
 var pageSize = os.Getpagesize()
@@ -26,6 +29,14 @@ type env struct {
 	// run: closing any gup_test file drops the (global) pin set.
 	gup    *gup.Dev
 	gupErr error
+	// cfg is /proc/config.gz (nil with cfgErr when unreadable) and boot
+	// what the host told the guest (the patch sets applied): together
+	// they decide whether a missing feature is a skip or a failure
+	// (verdict.go).
+	cfg     map[string]string
+	cfgErr  error
+	boot    guest.BootArgs
+	bootErr error
 }
 
 // lazyEnv detects the environment on first use, from the first test's
@@ -54,6 +65,8 @@ func detectEnv() (*env, error) {
 	}
 	e.thpSize, e.thpWhy = detectTHP()
 	e.gup, e.gupErr = gup.Open()
+	e.cfg, _, e.cfgErr = sysinfo.KernelConfig()
+	e.boot, e.bootErr = guest.Read()
 	return e, nil
 }
 
@@ -79,8 +92,8 @@ func detectTHP() (int, string) {
 	return n, ""
 }
 
-// gupMissing says whether a gup_test open error means "kernel without
-// it" (a skip) rather than a broken one (a failure).
+// gupMissing says whether a gup_test open error means "no gup_test
+// here" (see gupTestVerdict) rather than a broken one (a failure).
 func gupMissing(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // hasPinned reads the HasPinned line (patches/cow) of a process's

@@ -10,11 +10,14 @@ import (
 // hasPinnedStatus checks patches/cow's HasPinned line: MMF_HAS_PINNED
 // is not inherited by a child, is set once the child pins its own pages,
 // and is set in a parent that pins. (It decides whether fork looks for
-// pinned pages at all.) Skips on kernels without the line.
+// pinned pages at all.) Skips on kernels without patches/cow; fails when
+// the patch set is applied and the line is missing.
 func hasPinnedStatus(c *tcase) {
 	dev := c.gupDev()
-	if _, ok, err := hasPinned(unix.Getpid()); err != nil || !ok {
-		c.Skipf("no HasPinned line in /proc/self/status (kernel without patches/cow; err %v)", err)
+	if _, ok, err := hasPinned(unix.Getpid()); err != nil {
+		c.Fatalf("%v", err)
+	} else if !ok {
+		cowVerdict("no HasPinned line in /proc/self/status", c.env.boot, c.env.bootErr).Apply(c)
 	}
 	r := c.region(memPage)
 	args := &gup.PinArgs{Addr: uint64(addrOf(r.area)), Size: uint64(len(r.area)), Flags: gup.FlagWrite}
@@ -31,6 +34,7 @@ func hasPinnedStatus(c *tcase) {
 	c.expectHasPinned(ch.pid, 0, "a new child")
 	c.release(ch)
 	c.await(ch)
+	c.pinned(pages(r.area))
 	c.expectHasPinned(ch.pid, 1, "the child after pinning its pages")
 	c.release(ch)
 	c.finish(ch)

@@ -300,3 +300,25 @@ func TestDescribeCoherent(t *testing.T) {
 		t.Errorf("spread: %q", spread)
 	}
 }
+
+func TestRaceOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		forks  int
+		copies int64
+		fail   bool
+	}{
+		{minRaceForks, 0, true},
+		{500, 0, true},
+		{500, 3, false},
+		{minRaceForks - 1, 0, false}, // too few forks to require an overlap
+		{0, 0, false},                // "nothing raced" is reported on its own
+	} {
+		msg := raceOverlap(tc.forks, tc.copies)
+		if (msg != "") != tc.fail {
+			t.Errorf("raceOverlap(%d, %d) = %q, want failure %v", tc.forks, tc.copies, msg, tc.fail)
+		}
+		if tc.fail && !strings.Contains(msg, "never overlapped") {
+			t.Errorf("raceOverlap(%d, %d) = %q: does not say what went wrong", tc.forks, tc.copies, msg)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 package main
 
 import (
-	"errors"
+	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,12 +11,16 @@ import (
 // buffer is unregistered (unpinned) and the ring closed at the end.
 func (c *tcase) ring(area []byte) *uring {
 	u, err := newUring()
-	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		c.Skipf("no io_uring: %v", err)
+	if err != nil {
+		disabled, _ := os.ReadFile("/proc/sys/kernel/io_uring_disabled")
+		if v, ok := iouringVerdict(err, strings.TrimSpace(string(disabled)), c.env.cfg, c.env.cfgErr); ok {
+			v.Apply(c)
+		}
 	}
 	c.mustf(err, "io_uring")
 	c.later(u.close)
 	c.mustf(u.registerBuffer(area), "register the area")
+	c.pinned(pages(area))
 	c.later(func() {
 		if err := u.unregisterBuffers(); err != nil {
 			c.Errorf("%v", err)

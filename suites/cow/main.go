@@ -19,9 +19,13 @@
 // Every test checks the FOLL_PIN accounting in /proc/vmstat balances
 // (pin-leak oracle). With patches/cow the kernel also counts early
 // copies (cow_fork_pinned_copy/_split) and shows HasPinned in
-// /proc/<pid>/status; the tests then assert them exactly, and log that
-// they could not otherwise. gup_test keeps one pin set system-wide, so
-// the suite keeps one descriptor and runs its tests one at a time.
+// /proc/<pid>/status; the tests then assert them exactly. When the
+// kernel command line says the patch set is not applied they log that
+// they could not; when it says it is, a missing counter or line fails
+// them. Skips are earned the same way (verdict.go): no THP, gup_test or
+// io_uring is a skip only on a kernel configured without them.
+// gup_test keeps one pin set system-wide, so the suite keeps one
+// descriptor and runs its tests one at a time.
 package main
 
 import (

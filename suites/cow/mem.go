@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/kharness/kharness/suites/internal/gup"
 	"golang.org/x/sys/unix"
+
+	"github.com/kharness/kharness/suites/internal/gup"
+	"github.com/kharness/kharness/suites/sysinfo"
 )
 
 // memKind is how the test area is backed.
@@ -37,15 +39,16 @@ func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(&b[0])) }
 // pages is the number of pages in b.
 func pages(b []byte) int { return len(b) / pageSize }
 
-// region maps an area of the given kind and fills it with tagPre; a
-// kernel that gives no THP skips the test (saying why).
+// region maps an area of the given kind and fills it with tagPre. A
+// kernel that gives no THP skips the test only when it is built without
+// THP (thpVerdict); configured for THP, it fails.
 func (c *tcase) region(kind memKind) *region {
 	if kind == memPage {
 		return c.regionPages(smallPages)
 	}
 	thp := c.env.thpSize
 	if thp == 0 {
-		c.Skipf("needs a THP: %s", c.env.thpWhy)
+		thpVerdict(c.env.thpWhy, c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	m, err := unix.Mmap(-1, 0, 2*thp, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	c.mustf(err, "mmap")
@@ -56,7 +59,7 @@ func (c *tcase) region(kind memKind) *region {
 	c.mustf(unix.Madvise(r.area, unix.MADV_HUGEPAGE), "madvise(HUGEPAGE)")
 	r.area[0] = 1 // one fault: a THP or a small page
 	if err := c.checkTHP(r.area, true); err != nil {
-		c.Skipf("no THP could be obtained (%d KiB PMD): %v", thp>>10, err)
+		thpVerdict(fmt.Sprintf("a MADV_HUGEPAGE fault of a %d KiB aligned area gave no PMD-mapped THP: %v", thp>>10, err), c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	fill(r.area, tagPre, 0)
 	switch kind {
@@ -153,6 +156,7 @@ func (c *tcase) buffer(size int) []byte {
 func (c *tcase) pin(b []byte, flags uint32) {
 	dev := c.gupDev()
 	c.mustf(dev.PinStart(addrOf(b), len(b), flags), "pin")
+	c.pinned(pages(b))
 	c.later(func() {
 		if err := dev.PinStop(); err != nil {
 			c.Errorf("%v", err)
@@ -167,11 +171,12 @@ func (c *tcase) pinRead(n int) []byte {
 	return buf
 }
 
-// gupDev returns the suite's gup_test descriptor, or skips/fails.
+// gupDev returns the suite's gup_test descriptor; without one the test
+// skips (a kernel built without CONFIG_GUP_TEST) or fails.
 func (c *tcase) gupDev() *gup.Dev {
 	if c.env.gup == nil {
 		if gupMissing(c.env.gupErr) {
-			c.Skipf("no gup_test (CONFIG_GUP_TEST, debugfs): %v", c.env.gupErr)
+			gupTestVerdict(c.env.gupErr, sysinfo.Mounted("/sys/kernel/debug", "debugfs"), c.env.cfg, c.env.cfgErr).Apply(c)
 		}
 		c.Fatalf("%v", c.env.gupErr)
 	}

@@ -19,6 +19,7 @@ func (c *tcase) runReq(dev kmtDev, id, cpu int, r *kmtReq) bool {
 		c.fail("%s: cpu=%d depth=%d page=-: %v", c.name, cpu, r.Depth, err)
 		return false
 	}
+	c.done.add(opName(r.Op), 1)
 	return true
 }
 
@@ -77,10 +78,17 @@ func driverNest(c *tcase) {
 		}
 	})
 	k.report(c)
+	// Measurements: with one worker per CPU (intensity 1) no two
+	// threads share a slot here; driver-sleep-preempt and
+	// driver-uffd-fault check sharing. kmap_real_expected is the
+	// configuration the answers are checked against.
 	c.Metric("slots_shared", float64(sl.shared()))
 	c.Metric("kmap_real_expected", b2f(c.env.kmapReal))
 	if k.load("runs") == 0 {
 		c.errorAll("no request completed")
+	}
+	if c.env.kmapReal && k.load("highmem_maps") == 0 {
+		c.errorAll("%d requests on a kernel whose kmap_local really maps, and not one highmem page mapped (nr_highmem=0)", k.load("runs"))
 	}
 	c.checkStats(before)
 }
@@ -149,7 +157,7 @@ func (c *tcase) boundaries(dev kmtDev, cpu int) {
 				c.errorAll("%s at depth %d, one more than max_depth_%s: %v, want ENOSPC", opName(op), lim+1, statOpNames[op], err)
 			}
 		}
-		c.Metric("max_depth_"+statOpNames[op], float64(lim))
+		c.Metric("max_depth_"+statOpNames[op], float64(lim)) // the driver's limit: configuration
 	}
 }
 
@@ -332,7 +340,12 @@ func driverSleepPreempt(c *tcase) {
 	k.report(c)
 	shared := sl.shared()
 	c.Metric("slots_shared", float64(shared))
-	// Non-vacuity: sections must really have been switched out.
+	// Non-vacuity: sections must really have been switched out, while
+	// churn threads used the slots.
+	if k.load("sleep_ops") == 0 {
+		c.errorAll("no SLEEP request completed")
+	}
+	c.churnRan(&k)
 	if k.load("sleep_ops") > 0 && k.load("sleep_op_switches") == 0 {
 		c.errorAll("%d SLEEP requests and not one context switch inside a section (nvcsw=0): the sleep did not happen with the maps live", k.load("sleep_ops"))
 	}
@@ -390,8 +403,20 @@ func driverIRQ(c *tcase) {
 	})
 	stopChurn()
 	k.report(c)
+	if k.load("irq_ops") == 0 {
+		c.errorAll("no IRQ request completed")
+	}
+	c.churnRan(&k)
 	if k.load("irq_ops") > 0 && k.load("irq_checks") == 0 {
 		c.errorAll("%d IRQ requests and no hard-irq check ran", k.load("irq_ops"))
 	}
 	c.checkStats(before)
+}
+
+// churnRan fails the test when its churn threads completed no request:
+// nothing then reused the slots of the sections under test.
+func (c *tcase) churnRan(k *counter) {
+	if k.load("churn_runs") == 0 {
+		c.errorAll("the churn threads completed no request: nothing reused the fixmap slots meanwhile")
+	}
 }

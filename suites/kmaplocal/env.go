@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
 
@@ -22,6 +24,8 @@ type env struct {
 	cpus    []int
 	cfg     map[string]string // nil if /proc/config.gz is unreadable
 	cfgErr  error
+	boot    guest.BootArgs // what the host told the guest: the patch sets applied
+	bootErr error
 	preempt bool // fully preemptible kernel: SPIN sections must get preempted
 	// newDev opens the driver; readStats reads its stats file (fakes in
 	// host tests).
@@ -38,6 +42,7 @@ func detectEnv() (*env, error) {
 		return nil, err
 	}
 	e.cfg, _, e.cfgErr = sysinfo.KernelConfig()
+	e.boot, e.bootErr = guest.Read()
 	zones, err := sysinfo.Zones()
 	if err != nil {
 		return nil, fmt.Errorf("zoneinfo: %w", err)
@@ -64,35 +69,35 @@ func testSeed(seed int64, name string) int64 {
 	return seed ^ int64(h.Sum64())
 }
 
+// patchSetKmapLocal is the patch set that adds the driver.
+const patchSetKmapLocal = "kmap-local"
+
 // dev opens the driver for the test goroutine and decides what its
-// absence means: a kernel built without the patch skips the driver tests,
-// one whose config says CONFIG_TEST_KMAP_LOCAL=y but has no debugfs file
-// fails them.
+// absence means (driverVerdict).
 func (c *tcase) dev() kmtDev {
 	d, err := c.env.newDev()
 	if err == nil {
 		return d
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		v := "unknown"
-		if c.env.cfg != nil {
-			v = c.env.cfg[kmtConfig]
-			if v == "" {
-				v = "not set"
-			}
-		}
-		if v == "y" {
-			c.Fatalf("%s=y but %s is missing (debugfs mounted: %v): the driver did not register", kmtConfig, kmtRunPath,
-				sysinfo.Mounted("/sys/kernel/debug", "debugfs"))
-		}
-		why := ""
-		if c.env.cfgErr != nil {
-			why = fmt.Sprintf(" (%v)", c.env.cfgErr)
-		}
-		c.Skipf("%s missing and %s is %s%s: kernel without the kmap_local_test patch", kmtRunPath, kmtConfig, v, why)
+		driverVerdict(c.env, sysinfo.Mounted("/sys/kernel/debug", "debugfs")).Apply(c)
 	}
 	c.Fatalf("open %s: %v", kmtRunPath, err)
 	return nil
+}
+
+// driverVerdict decides what a missing driver means: a skip only on a
+// kernel without patch set kmap-local (per its command line) that is not
+// built with CONFIG_TEST_KMAP_LOCAL=y either; otherwise the driver did
+// not register, or cannot be shown to be absent for a reason, and the
+// test fails.
+func driverVerdict(e *env, debugfs bool) verdict.Verdict {
+	what := fmt.Sprintf("%s missing (debugfs mounted at /sys/kernel/debug: %v)", kmtRunPath, debugfs)
+	v := verdict.PatchSet(patchSetKmapLocal, what, e.boot, e.bootErr)
+	if v.Skip {
+		v = verdict.Config(kmtConfig, v.Why, e.cfg, e.cfgErr)
+	}
+	return v
 }
 
 // stats reads the driver's counters at the start of a driver test.
@@ -136,7 +141,9 @@ func (c *tcase) randDepth(rng *rand.Rand, op, flags uint32) int {
 }
 
 // checkStats fails the test when the driver's error counters rose during
-// it, and records every counter's change as a metric kmt_<name>.
+// it, or when its run counters rose by less than the requests the test
+// completed (statFloors), and records every counter's change as a metric
+// kmt_<name>.
 func (c *tcase) checkStats(before map[string]int64) {
 	if before == nil {
 		return
@@ -161,6 +168,39 @@ func (c *tcase) checkStats(before map[string]int64) {
 	if len(rose) > 0 {
 		c.errorAll("%s reports errors during this test: %s", kmtStatsPath, strings.Join(rose, ", "))
 	}
+	done := map[string]int64{}
+	for _, op := range allOps {
+		done[opName(op)] = c.done.load(opName(op))
+	}
+	for _, e := range statFloors(before, after, done) {
+		c.errorAll("%s", e)
+	}
+}
+
+// opStats are the driver's per-op run counters.
+var opStats = map[uint32]string{opNest: "nests", opSleep: "sleeps", opSpin: "spins",
+	opCopyToUser: "copies_to_user", opCopyFromUser: "copies_from_user", opIRQ: "irq_runs"}
+
+// statFloors compares the driver's run counters (before and after the
+// test) with the requests the test completed, per op name (done): the
+// driver counts every request it ran, so less means the counters (and
+// the error counters beside them) do not cover the test's requests. A
+// counter the driver does not show is not compared.
+func statFloors(before, after map[string]int64, done map[string]int64) []string {
+	var errs []string
+	var total int64
+	for _, op := range allOps {
+		n := done[opName(op)]
+		total += n
+		st := opStats[op]
+		if v, ok := after[st]; ok && v-before[st] < n {
+			errs = append(errs, fmt.Sprintf("%s rose by %d during the test, which completed %d %s requests", st, v-before[st], n, opName(op)))
+		}
+	}
+	if v, ok := after["runs"]; ok && v-before["runs"] < total {
+		errs = append(errs, fmt.Sprintf("runs rose by %d during the test, which completed %d requests: %s does not count them", v-before["runs"], total, kmtStatsPath))
+	}
+	return errs
 }
 
 // highmemPages counts the present pages of [addr, addr+n) and how many of
@@ -202,7 +242,8 @@ func (h *highmem) sample(e *env, b []byte) {
 }
 
 // report records highmem_pages and, on i386, fails the test if none of
-// the sampled pages was a highmem page.
+// the sampled pages was a highmem page (on x86_64, which has no
+// ZONE_HIGHMEM, both metrics are measurements).
 func (h *highmem) report(c *tcase, what string) {
 	c.Metric("highmem_pages", float64(h.high))
 	c.Metric("pages_sampled", float64(h.present))
@@ -233,6 +274,6 @@ func (c *tcase) tmpfsDir() string {
 			}
 		}
 	}
-	c.Skipf("no tmpfs at /tmp or /dev/shm")
+	verdict.Config("CONFIG_TMPFS", "no tmpfs mounted at /tmp or /dev/shm", c.env.cfg, c.env.cfgErr).Apply(c)
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/suites/internal/uffd"
+	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
 
@@ -85,7 +86,7 @@ func tmpfsLargeFolio(c *tcase) {
 	opts := fmt.Sprintf("huge=always,size=%dk", (workers*fileSize+4*pmd)>>10)
 	if err := unix.Mount("tmpfs", hugeMount, "tmpfs", 0, opts); err != nil {
 		os.Remove(hugeMount)
-		c.Skipf("tmpfs refuses -o %s at %s: %v (kernel without CONFIG_TRANSPARENT_HUGEPAGE?)", opts, hugeMount, err)
+		verdict.Config("CONFIG_TRANSPARENT_HUGEPAGE", fmt.Sprintf("tmpfs refuses -o %s at %s: %v", opts, hugeMount, err), c.env.cfg, c.env.cfgErr).Apply(c)
 	}
 	defer func() {
 		if err := unix.Unmount(hugeMount, 0); err != nil {
@@ -107,10 +108,15 @@ func tmpfsLargeFolio(c *tcase) {
 	c.wait(&wg)
 	mi1, _ := sysinfo.MemInfo()
 	k.report(c)
+	// Measurements: the huge pages in use before, the THP size.
 	c.Metric("shmem_huge_kb_before", float64(mi0["ShmemHugePages"]))
 	c.Metric("pmd_size_kb", float64(pmd>>10))
+	if k.load("bytes_verified") == 0 {
+		c.errorAll("no read was verified")
+	}
 	if k.load("large_folio_pages") == 0 {
-		c.Logf("huge=always accepted but no PMD-sized folio was seen (ShmemHugePages %d kB now): only small folios were exercised", mi1["ShmemHugePages"])
+		c.errorAll("huge=always accepted, yet no sampled page of the files sat in a PMD-sized folio (ShmemHugePages %d kB before, %d kB after): only small folios were exercised, not the per-page copies of a huge folio",
+			mi0["ShmemHugePages"], mi1["ShmemHugePages"])
 	}
 	hm.report(c, "the huge tmpfs files")
 }

@@ -451,9 +451,12 @@ func forkCOWHighmem(c *tcase) {
 	}
 	c.wait(&wg)
 	k.report(c)
-	c.Metric("region_mb", float64(size>>20))
+	c.Metric("region_mb", float64(size>>20)) // the run's shape
 	if k.load("forks") == 0 {
 		c.errorAll("no fork round completed")
+	}
+	if k.load("parent_cow_pages") < k.load("forks") {
+		c.errorAll("%d fork rounds broke COW on only %d parent pages: every round writes some", k.load("forks"), k.load("parent_cow_pages"))
 	}
 	hm.report(c, "the forked regions")
 }

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/internal/uffd"
 )
 
@@ -118,6 +119,7 @@ func needKernelUffd(t *testing.T) {
 // fakeDriver is shared by every fakeDev a test opens.
 type fakeDriver struct {
 	runs, errs atomic.Int64
+	opRuns     [opIRQ + 1]atomic.Int64 // per-op counters, as the driver keeps them
 	pfn        atomic.Uint64
 	inject     func(d *fakeDev, r *kmtReq)
 	missing    bool
@@ -145,6 +147,7 @@ func (f *fakeDriver) stats() (map[string]int64, error) {
 	fmt.Fprintf(&b, "runs %d\nrejected 0\nerrors %d\ncpu_changed 0\nidx_leaked 0\nhighmem 0\nforce_map 0\n", f.runs.Load(), f.errs.Load())
 	for _, op := range allOps {
 		fmt.Fprintf(&b, "max_depth_%s %d\n", statOpNames[op], fakeLimits[op])
+		fmt.Fprintf(&b, "%s %d\n", opStats[op], f.opRuns[op].Load())
 	}
 	return parseStats(b.String()), nil
 }
@@ -240,6 +243,7 @@ func (d *fakeDev) Run(r *kmtReq) error {
 		d.drv.inject(d, r)
 	}
 	d.drv.runs.Add(1)
+	d.drv.opRuns[r.Op].Add(1)
 	d.drv.errs.Add(int64(r.Errors))
 	return nil
 }
@@ -349,29 +353,39 @@ func TestHostDriverDefects(t *testing.T) {
 	}
 }
 
-// TestHostDriverMissing: without the driver the driver tests skip, unless
-// the kernel config says it was built in.
+// TestHostDriverMissing: without the driver the driver tests skip only
+// on a kernel without patch set kmap-local (per its command line) that is
+// not built with the driver either; otherwise they fail, saying why.
 func TestHostDriverMissing(t *testing.T) {
+	applied := guest.BootArgs{PatchSets: []string{"cow", "kmap-local", "umcg"}}
+	stock := guest.BootArgs{PatchSets: []string{"cow"}}
 	for _, tc := range []struct {
+		name     string
 		cfg      map[string]string
+		boot     guest.BootArgs
+		bootErr  error
 		wantSkip bool
+		word     string
 	}{
-		{map[string]string{}, true},
-		{map[string]string{kmtConfig: "m"}, true},
-		{map[string]string{kmtConfig: "y"}, false},
-		{nil, true},
+		{"stock kernel, option not set", map[string]string{}, stock, nil, true, kmtConfig + " is not set"},
+		{"stock kernel, module", map[string]string{kmtConfig: "m"}, stock, nil, true, kmtConfig + "=m"},
+		{"stock kernel, built in", map[string]string{kmtConfig: "y"}, stock, nil, false, kmtConfig + "=y"},
+		{"stock kernel, config unreadable", nil, stock, nil, false, "cannot be told"},
+		{"patch set applied", map[string]string{}, applied, nil, false, "although patch set kmap-local is applied"},
+		{"patch set applied, built in", map[string]string{kmtConfig: "y"}, applied, nil, false, "although patch set kmap-local is applied"},
+		{"command line unreadable", map[string]string{}, guest.BootArgs{}, errors.New("bad kharness value"), false, "cannot be told"},
 	} {
 		e := hostEnv(t, &fakeDriver{missing: true})
-		e.cfg = tc.cfg
+		e.cfg, e.boot, e.bootErr = tc.cfg, tc.boot, tc.bootErr
 		if tc.cfg == nil {
 			e.cfgErr = errors.New("no /proc/config.gz")
 		}
 		h := runBody(t, driverNest, e, time.Second)
-		if tc.wantSkip && (h.skip == "" || len(h.errs) > 0) {
-			t.Errorf("cfg %v: skip %q errs %v, want a skip", tc.cfg, h.skip, h.errs)
+		if tc.wantSkip && (h.skip == "" || len(h.errs) > 0 || !strings.Contains(h.skip, tc.word)) {
+			t.Errorf("%s: skip %q errs %v, want a skip naming %q", tc.name, h.skip, h.errs, tc.word)
 		}
-		if !tc.wantSkip && (h.skip != "" || len(h.errs) != 1 || !strings.Contains(h.errs[0], kmtConfig+"=y")) {
-			t.Errorf("cfg %v: skip %q errs %v, want a failure naming %s=y", tc.cfg, h.skip, h.errs, kmtConfig)
+		if !tc.wantSkip && (h.skip != "" || len(h.errs) != 1 || !strings.Contains(h.errs[0], tc.word) || !strings.Contains(h.errs[0], kmtRunPath+" missing")) {
+			t.Errorf("%s: skip %q errs %v, want one failure naming %q", tc.name, h.skip, h.errs, tc.word)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -160,6 +161,38 @@ func TestIRQDepths(t *testing.T) {
 	} {
 		if got := irqDepths(lim); !reflect.DeepEqual(got, want) {
 			t.Errorf("irqDepths(%d) = %v, want %v", lim, got, want)
+		}
+	}
+}
+
+func TestStatFloors(t *testing.T) {
+	before := map[string]int64{"runs": 100, "nests": 60, "sleeps": 40}
+	for _, tc := range []struct {
+		name  string
+		after map[string]int64
+		done  map[string]int64
+		words []string
+	}{
+		{"counted", map[string]int64{"runs": 110, "nests": 65, "sleeps": 45}, map[string]int64{"NEST": 5, "SLEEP": 5}, nil},
+		{"other tasks' runs on top", map[string]int64{"runs": 130, "nests": 80, "sleeps": 50}, map[string]int64{"NEST": 5, "SLEEP": 5}, nil},
+		{"a SLEEP not counted", map[string]int64{"runs": 110, "nests": 66, "sleeps": 44}, map[string]int64{"NEST": 5, "SLEEP": 5},
+			[]string{"sleeps rose by 4", "completed 5 SLEEP requests"}},
+		{"runs not counted", map[string]int64{"runs": 101, "nests": 65, "sleeps": 45}, map[string]int64{"NEST": 5, "SLEEP": 5},
+			[]string{"runs rose by 1", "completed 10 requests"}},
+		{"counters the driver does not show", map[string]int64{}, map[string]int64{"NEST": 5}, nil},
+	} {
+		errs := statFloors(before, tc.after, tc.done)
+		all := strings.Join(errs, "\n")
+		if len(tc.words) == 0 && len(errs) > 0 {
+			t.Errorf("%s: %v, want none", tc.name, errs)
+		}
+		if len(tc.words) > 0 && len(errs) == 0 {
+			t.Errorf("%s: no failure", tc.name)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: %q lacks %q", tc.name, all, w)
+			}
 		}
 	}
 }

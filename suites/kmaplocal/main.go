@@ -8,7 +8,9 @@
 //   - driver-*: through the kmap_local_test debugfs driver (kharness
 //     patch, CONFIG_TEST_KMAP_LOCAL), which nests up to 16 maps, verifies
 //     the pages through them, and sleeps, spins, faults on user memory or
-//     takes hard interrupts in between. They skip on kernels without it.
+//     takes hard interrupts in between. They skip on kernels without it
+//     (neither patch set kmap-local applied nor the option set) and fail
+//     when it should be there (driverVerdict).
 //   - the rest drive kmap_local from user space on any kernel: a read()
 //     or UFFDIO_COPY whose copy_to/from_user inside a kmap_local section
 //     faults on userfaultfd memory sleeps with the mapping live, fork/COW

@@ -99,8 +99,19 @@ func driverUffdFault(c *tcase) {
 	c.wait(&wg)
 	stopChurn()
 	k.report(c)
+	// affinity_wait_max_us is a measurement.
 	c.Metric("affinity_wait_max_us", float64(maxWait.Load()))
 	c.Metric("slots_shared", float64(sl.shared()))
+	if k.load("requests") == 0 {
+		c.errorAll("no COPY request on userfaultfd memory completed")
+	}
+	c.churnRan(&k)
+	if c.env.kmapReal && sl.shared() == 0 {
+		c.errorAll("no fixmap slot was used by two threads: the churn threads never reused a faulting section's slots")
+	}
+	if len(c.env.cpus) > 1 && k.load("faults_in_section") > 0 && k.load("affinity_moves") == 0 {
+		c.errorAll("%d faults in sections and no blocked thread was moved to another CPU (affinity_moves=0)", k.load("faults_in_section"))
+	}
 	if k.load("requests") > 0 && k.load("faults_in_section") == 0 {
 		c.errorAll("%d COPY requests on userfaultfd memory and not one fault: the copies never slept inside the section", k.load("requests"))
 	}

@@ -248,10 +248,26 @@ func uffdReadTmpfs(c *tcase) {
 	k.report(c)
 	c.Metric("sleeps_in_section", float64(faults.Load()))
 	c.Metric("churn_reads", float64(churnReads.Load()))
+	if k.load("reads") == 0 {
+		c.errorAll("no read of file A completed")
+	}
 	if k.load("reads") > 0 && faults.Load() == 0 {
 		c.errorAll("%d reads into userfaultfd memory and no fault: the reader never slept inside copy_page_to_iter", k.load("reads"))
 	}
+	c.churnDuringFaults(faults.Load(), churnReads.Load(), k.load("churn_starved"))
 	hm.report(c, "file A's page cache and the reader's buffer")
+}
+
+// churnDuringFaults fails the test when the file churners read nothing,
+// or read nothing while any fault was held: no other task then mapped
+// the slot the sleeping task held.
+func (c *tcase) churnDuringFaults(faults, churnReads, starved int64) {
+	switch {
+	case churnReads == 0:
+		c.errorAll("the churn threads completed no read")
+	case faults > 0 && starved >= faults:
+		c.errorAll("the churn threads read nothing while any of the %d faults was held (each handler waited 2 s for them): nobody reused the slot of a sleeping section", faults)
+	}
 }
 
 // uffdCopyUnpopulated drives UFFDIO_COPY's fallback: the first copy from
@@ -385,8 +401,9 @@ func uffdCopyUnpopulated(c *tcase) {
 			case variant == "prot-none":
 				if !errors.Is(err, unix.EFAULT) || copied != 0 {
 					c.fail("%s: cpu=%d depth=1 page=0: UFFDIO_COPY from a PROT_NONE source copied %d bytes, err %v; want 0 and EFAULT", c.name, home, copied, err)
+				} else {
+					k.add("efault_ok", 1)
 				}
-				k.add("efault_ok", 1)
 				continue // dst stays missing
 			case err != nil:
 				c.fail("%s: cpu=%d depth=1 page=%d: UFFDIO_COPY from %s source: %v", c.name, home, int(copied)/pageSize, variant, err)
@@ -423,9 +440,14 @@ func uffdCopyUnpopulated(c *tcase) {
 		}
 	}
 	k.report(c)
+	c.Metric("churn_reads", float64(churnReads.Load()))
+	if k.load("copies_uffd") == 0 {
+		c.errorAll("no UFFDIO_COPY from a userfaultfd-registered source completed")
+	}
 	if k.load("copies_uffd") > 0 && k.load("sleeps_in_section") == 0 {
 		c.errorAll("%d copies from userfaultfd-registered sources and no source fault: the mfill retry path never slept", k.load("copies_uffd"))
 	}
+	c.churnDuringFaults(k.load("sleeps_in_section"), churnReads.Load(), k.load("churn_starved"))
 	hm.report(c, "the UFFDIO_COPY destination pages")
 }
 

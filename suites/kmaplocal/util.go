@@ -173,6 +173,9 @@ type tcase struct {
 	abandoned atomic.Bool
 	// maxDepth is the driver's deepest accepted request per op (stats).
 	maxDepth map[uint32]int
+	// done counts the driver requests the test completed, per op name:
+	// the floor of the driver's own counters (statFloors).
+	done counter
 }
 
 // munmap unmaps b unless workers were abandoned: a thread blocked in the

@@ -9,11 +9,11 @@ import (
 	"encoding/hex"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/suite"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
@@ -30,10 +30,19 @@ func main() {
 	)
 }
 
+// bootArgs is what the host told the guest (guest.Read), or fails t.
+func bootArgs(t *suite.T) guest.BootArgs {
+	b, err := guest.Read()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return b
+}
+
 // kernelConfig compares the running kernel's embedded .config with the
 // hash of the .config the host built, so a stale or wrong image shows.
 func kernelConfig(t *suite.T) {
-	want := sysinfo.Cmdline()["config_sha256"]
+	want := bootArgs(t).ConfigSHA
 	_, raw, err := sysinfo.KernelConfig()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -41,7 +50,7 @@ func kernelConfig(t *suite.T) {
 	sum := sha256.Sum256(raw)
 	got := hex.EncodeToString(sum[:])
 	if want == "" {
-		t.Fatalf("no kharness.config_sha256 on the kernel command line")
+		t.Fatalf("the kernel command line carries no hash of the host's .config (guest.BootArgs.ConfigSHA is empty)")
 	}
 	if !strings.HasPrefix(got, want) {
 		t.Errorf("running kernel's /proc/config.gz has sha256 %s, host built %s", got, want)
@@ -60,9 +69,9 @@ func arch(t *suite.T) {
 }
 
 func cpus(t *suite.T) {
-	want, err := strconv.Atoi(sysinfo.Cmdline()["cpus"])
-	if err != nil {
-		t.Fatalf("kharness.cpus missing from the command line: %v", err)
+	want := bootArgs(t).CPUs
+	if want == 0 {
+		t.Fatalf("the kernel command line carries no CPU count (guest.BootArgs.CPUs is 0)")
 	}
 	data, err := os.ReadFile("/sys/devices/system/cpu/online")
 	if err != nil {
@@ -89,16 +98,11 @@ func preempt(t *suite.T) {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	model := "none"
-	switch {
-	case cfg["CONFIG_PREEMPT_RT"] == "y":
-		model = "rt"
-	case cfg["CONFIG_PREEMPT"] == "y":
-		model = "full"
-	case cfg["CONFIG_PREEMPT_VOLUNTARY"] == "y":
-		model = "voluntary"
-	}
-	if want := sysinfo.Cmdline()["preempt"]; want != model {
+	model := guest.PreemptModel(cfg)
+	switch want := bootArgs(t).Preempt; {
+	case want == "":
+		t.Errorf("the kernel command line carries no preemption model (guest.BootArgs.Preempt is empty); the kernel config says %q", model)
+	case want != model:
 		t.Errorf("kernel config says preemption model %q, host configured %q", model, want)
 	}
 	_, version, _ := sysinfo.Uname()

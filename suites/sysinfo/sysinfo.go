@@ -158,18 +158,6 @@ func Uname() (release, version, machine string) {
 	return unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]), unix.ByteSliceToString(u.Machine[:])
 }
 
-// Cmdline returns the kharness.* parameters of the kernel command line.
-func Cmdline() map[string]string {
-	data, _ := os.ReadFile("/proc/cmdline")
-	m := map[string]string{}
-	for _, f := range strings.Fields(string(data)) {
-		if k, v, ok := strings.Cut(f, "="); ok && strings.HasPrefix(k, "kharness.") {
-			m[strings.TrimPrefix(k, "kharness.")] = v
-		}
-	}
-	return m
-}
-
 // Mounted reports whether a file system of type fstype is mounted at dir.
 func Mounted(dir, fstype string) bool {
 	data, err := os.ReadFile("/proc/mounts")

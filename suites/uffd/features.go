@@ -2,10 +2,20 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/kharness/kharness/suites/internal/uffd"
+	"github.com/kharness/kharness/suites/internal/verdict"
+	"github.com/kharness/kharness/suites/sysinfo"
 )
+
+// kernelConfig is /proc/config.gz, read once.
+var kernelConfig = sync.OnceValues(func() (map[string]string, error) {
+	cfg, _, err := sysinfo.KernelConfig()
+	return cfg, err
+})
 
 // allFeatures is UFFD_API_FEATURES of Linux 6.12: bits 0..16.
 const allFeatures uint64 = 1<<17 - 1
@@ -57,24 +67,63 @@ func featureNames(f uint64) string {
 	return strings.Join(s, "|")
 }
 
+// featureGates are the options without which 6.12's UFFDIO_API leaves
+// features out (userfaultfd_api, fs/userfaultfd.c). On x86 all three are
+// 64-bit only: HAVE_ARCH_USERFAULTFD_WP and _MINOR are selected "if
+// X86_64", and PTE_MARKER_UFFD_WP depends on HAVE_ARCH_USERFAULTFD_WP.
+var featureGates = []struct {
+	opt  string
+	bits uint64
+}{
+	{"CONFIG_HAVE_ARCH_USERFAULTFD_MINOR", uffd.FeatureMinorHugetlbfs | uffd.FeatureMinorShmem},
+	{"CONFIG_HAVE_ARCH_USERFAULTFD_WP", uffd.FeaturePagefaultFlagWP},
+	{"CONFIG_PTE_MARKER_UFFD_WP", uffd.FeatureWPHugetlbfsShmem | uffd.FeatureWPUnpopulated | uffd.FeatureWPAsync},
+}
+
 // expectedFeatures is what UFFDIO_API of a 6.12 kernel built with cfg
-// reports (userfaultfd_api, fs/userfaultfd.c): every feature, minus the
-// minor modes without HAVE_ARCH_USERFAULTFD_MINOR, minus write-protect
-// without HAVE_ARCH_USERFAULTFD_WP, minus the PTE-marker based WP
-// features without PTE_MARKER_UFFD_WP. Both HAVE_ARCH options are
-// "if X86_64", so an i386 kernel reports 0x149fe.
+// reports: every feature, minus those of each gate whose option is not
+// set (featureGates). An i386 kernel therefore reports 0x149fe.
 func expectedFeatures(cfg map[string]string) uint64 {
 	f := allFeatures
-	if cfg["CONFIG_HAVE_ARCH_USERFAULTFD_MINOR"] != "y" {
-		f &^= uffd.FeatureMinorHugetlbfs | uffd.FeatureMinorShmem
-	}
-	if cfg["CONFIG_HAVE_ARCH_USERFAULTFD_WP"] != "y" {
-		f &^= uffd.FeaturePagefaultFlagWP
-	}
-	if cfg["CONFIG_PTE_MARKER_UFFD_WP"] != "y" {
-		f &^= uffd.FeatureWPHugetlbfsShmem | uffd.FeatureWPUnpopulated | uffd.FeatureWPAsync
+	for _, g := range featureGates {
+		if cfg[g.opt] != "y" {
+			f &^= g.bits
+		}
 	}
 	return f
+}
+
+// gates explains, for the features in bits, what decides whether a
+// kernel built with cfg offers them.
+func gates(bits uint64, cfg map[string]string) string {
+	var s []string
+	for _, g := range featureGates {
+		if bits&g.bits != 0 {
+			s = append(s, fmt.Sprintf("%s need %s (%s in /proc/config.gz; x86_64-only in 6.12)",
+				featureNames(bits&g.bits), g.opt, verdict.Option(cfg, g.opt)))
+			bits &^= g.bits
+		}
+	}
+	if bits != 0 {
+		s = append(s, featureNames(bits)+" are offered by every 6.12 kernel with CONFIG_USERFAULTFD")
+	}
+	return strings.Join(s, "; ")
+}
+
+// featureVerdict decides what a test that needs features the kernel does
+// not offer (miss; it offers have) does: it skips only when the kernel's
+// configuration leaves them out (on i386, write-protect and minor modes);
+// a feature the configuration implies is a failure.
+func featureVerdict(miss, have uint64, cfg map[string]string, cfgErr error) verdict.Verdict {
+	desc := fmt.Sprintf("the %s kernel does not offer userfaultfd features %#x (%s); it offers %#x (%s)",
+		runtime.GOARCH, miss, featureNames(miss), have, featureNames(have))
+	if cfgErr != nil {
+		return verdict.Failf("%s, and whether its configuration leaves them out cannot be told: %v", desc, cfgErr)
+	}
+	if implied := miss & expectedFeatures(cfg); implied != 0 {
+		return verdict.Failf("%s, although its configuration implies %s: %s", desc, featureNames(implied), gates(implied, cfg))
+	}
+	return verdict.Skipf("%s: %s", desc, gates(miss, cfg))
 }
 
 // archOnlyFeatures are the features an i386 kernel can never offer

@@ -128,8 +128,10 @@ func handshake(c *tcase) {
 	}
 	d, err := uffd.OpenDevice(unix.O_CLOEXEC | unix.O_NONBLOCK)
 	switch {
+	case errors.Is(err, unix.ENOENT) && !sysinfo.Mounted("/dev", "devtmpfs"):
+		c.Logf("%s missing and /dev is no devtmpfs: device path not checked", uffd.DevicePath)
 	case errors.Is(err, unix.ENOENT):
-		c.Logf("%s missing (no devtmpfs node): device path not checked", uffd.DevicePath)
+		c.Errorf("%s missing although /dev is a devtmpfs: a CONFIG_USERFAULTFD kernel registers the misc device", uffd.DevicePath)
 	case err != nil:
 		c.Errorf("userfaultfd through %s: %v", uffd.DevicePath, err)
 	default:
@@ -154,9 +156,9 @@ func (c *tcase) checkFeatures(got uint64) {
 	if runtime.GOARCH == "386" && got&archOnlyFeatures != 0 {
 		c.Errorf("i386 kernel offers %s: write-protect and minor modes are x86_64-only (HAVE_ARCH_USERFAULTFD_WP/MINOR)", featureNames(got&archOnlyFeatures))
 	}
-	cfg, _, err := sysinfo.KernelConfig()
+	cfg, err := kernelConfig()
 	if err != nil {
-		c.Logf("features not compared with the kernel configuration: %v", err)
+		c.Errorf("the offered features %#x cannot be compared with the kernel configuration: %v", got, err)
 		return
 	}
 	release, _, _ := sysinfo.Uname()

@@ -3,8 +3,10 @@
 // racing handlers, wake ranges, kernel-mode faults, the non-cooperative
 // events (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source
 // handling, UFFDIO_MOVE, and write-protect and minor modes where the
-// kernel offers them (x86_64). A feature the kernel lacks is a skip that
-// names the features it does offer.
+// kernel offers them (x86_64). A feature the kernel lacks is a skip only
+// when the kernel's configuration leaves it out (i386 has no
+// HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise; either names the
+// features it does offer (featureVerdict).
 //
 // Faults that must be reported exactly once, or whose waiter must stay
 // asleep until the test wakes it, are kernel-mode faults (pread() into

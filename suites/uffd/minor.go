@@ -19,7 +19,7 @@ import (
 // mapped page fails with EEXIST.
 func minorShmem(c *tcase) {
 	f := c.newFD(0, 0, uffd.FeatureMinorShmem)
-	c.skipWithout(f, uffd.FeatureMinorShmem, "minor-fault mode on shmem")
+	c.skipWithout(f, uffd.FeatureMinorShmem)
 	const seed = 0xa1
 	fd := c.memfd("minor", pattern(2*pageSize, seed))
 	reg := c.mmap(2, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED, fd)

@@ -26,12 +26,30 @@ func stormZero(round uint32, page int) bool {
 // stormSeed is the pattern seed of the storm's source pages.
 const stormSeed = 0x5a
 
+// collisionPage is the page of round n that threads 0 and 1 both touch
+// first, and whose resolution waits until both faults were read: two
+// handlers resolve it, and the second must get EEXIST. Odd rounds pick a
+// page resolved by COPY, even rounds one resolved by ZEROPAGE, starting
+// from a round-dependent page.
+func collisionPage(n uint32, pages int) int {
+	wantZero := n%2 == 0
+	start := int(n*7919) % pages
+	for i := 0; i < pages; i++ {
+		if p := (start + i) % pages; stormZero(n, p) == wantZero {
+			return p
+		}
+	}
+	return start
+}
+
 // stormRound is what the handlers need to know about the current round.
 type stormRound struct {
-	n       uint32
-	area    region
-	faults  []atomic.Int32 // messages per page
-	claimed []atomic.Bool  // a thread is about to touch the page first
+	n        uint32
+	area     region
+	faults   []atomic.Int32 // messages per page
+	resolved []atomic.Int32 // successful COPY/ZEROPAGE per page
+	claimed  []atomic.Bool  // a thread is about to touch the page first
+	collide  int            // collisionPage
 }
 
 // stormWorker is one faulting thread, kept across rounds.
@@ -63,6 +81,13 @@ const latCap = 1 << 14
 // least once and be mapped, and no untouched page may be. Reports the
 // latency of faults as seen by the faulting threads: the access time of
 // the first access to each page in a round, which always faults.
+//
+// Racing handlers are not left to chance: in every round threads 0 and 1
+// first touch the same page (collisionPage), and its resolution waits
+// until both faults were read, so two handlers resolve it and one must
+// get EEXIST (COPY in odd rounds, ZEROPAGE in even ones) while its
+// waiters are woken by the other's resolution. Each touched page must be
+// resolved successfully exactly once.
 func missingStorm(c *tcase) {
 	p := c.Params()
 	intensity := max(p.Intensity, 1)
@@ -96,8 +121,12 @@ func missingStorm(c *tcase) {
 			return fmt.Errorf("fault %v outside the round's area", m)
 		}
 		pg := int(uintptr(m.Address)-r.area.addr()) / pageSize
-		r.faults[pg].Add(1)
+		seen := r.faults[pg].Add(1)
 		faults.Add(1)
+		if pg == r.collide && seen < 2 && !waitCount(&r.faults[pg], 2, waitDone) {
+			lim.fail("round %d page %d: the collision page's second fault was not read within %s (%d message(s)); resolving it anyway",
+				r.n, pg, waitDone, r.faults[pg].Load())
+		}
 		if m.Flags&^uffd.PagefaultFlagWrite != 0 {
 			lim.fail("round %d page %d: fault flags %#x on a MISSING-only registration", r.n, pg, m.Flags)
 		}
@@ -116,6 +145,9 @@ func missingStorm(c *tcase) {
 		if uffd.IsExist(err) {
 			eexist.Add(1) // another handler mapped it and woke the waiters
 			return nil
+		}
+		if err == nil {
+			r.resolved[pg].Add(1)
 		}
 		return err
 	})
@@ -143,7 +175,8 @@ func missingStorm(c *tcase) {
 
 	rounds := 0
 	for n := uint32(1); n <= 2 || c.Running(); n++ {
-		r := &stormRound{n: n, area: c.anon(pages), faults: make([]atomic.Int32, pages), claimed: make([]atomic.Bool, pages)}
+		r := &stormRound{n: n, area: c.anon(pages), faults: make([]atomic.Int32, pages), resolved: make([]atomic.Int32, pages),
+			claimed: make([]atomic.Bool, pages), collide: collisionPage(n, pages)}
 		_, err := f.Register(r.area.addr(), uintptr(r.area.n), uffd.ModeMissing)
 		c.check(err, "round %d: register", n)
 		cur.Store(r)
@@ -181,6 +214,8 @@ func missingStorm(c *tcase) {
 		maxLat = max(maxLat, w.maxLat)
 		total += w.touches
 	}
+	// threads, handlers and pages are the run's shape and the latencies
+	// are measurements; the counts are checked by stormFloors.
 	c.Metric("rounds", float64(rounds))
 	c.Metric("threads", float64(nThreads))
 	c.Metric("handlers", float64(nHandlers))
@@ -194,9 +229,42 @@ func missingStorm(c *tcase) {
 	c.Metric("fault_latency_max_us", float64(maxLat.Microseconds()))
 	c.Logf("%d rounds, %d touches, %d faults (%d EEXIST), fault latency p50 %s p99 %s max %s",
 		rounds, total, faults.Load(), eexist.Load(), percentile(lat, 50), percentile(lat, 99), maxLat)
-	if faults.Load() == 0 {
-		c.Errorf("no fault was reported in %d rounds", rounds)
+	for _, e := range stormFloors(rounds, total, int64(rounds*nThreads*touches), faults.Load(), eexist.Load(), zeropages.Load()) {
+		c.Errorf("%s", e)
 	}
+}
+
+// waitCount waits up to d for n to reach at least want.
+func waitCount(n *atomic.Int32, want int32, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// stormFloors checks the storm's counts against what its rounds
+// guarantee: every thread made all its touches; each round's collision
+// page drew two faults and one EEXIST; the even rounds' collision pages
+// were resolved with ZEROPAGE.
+func stormFloors(rounds int, touches, wantTouches, faults, eexist, zeropages int64) []string {
+	var errs []string
+	if touches != wantTouches {
+		errs = append(errs, fmt.Sprintf("the faulting threads made %d touches in %d rounds, want %d", touches, rounds, wantTouches))
+	}
+	if faults < 2*int64(rounds) {
+		errs = append(errs, fmt.Sprintf("%d faults reported in %d rounds, want at least 2 per round (the collision page's)", faults, rounds))
+	}
+	if eexist < int64(rounds) {
+		errs = append(errs, fmt.Sprintf("%d EEXIST in %d rounds, want at least one per round: the losing resolution of a collision page must fail with EEXIST", eexist, rounds))
+	}
+	if rounds >= 2 && zeropages == 0 {
+		errs = append(errs, fmt.Sprintf("no ZEROPAGE resolution in %d rounds, though every even round's collision page is resolved with ZEROPAGE", rounds))
+	}
+	return errs
 }
 
 // recvWithin receives from ch if it is ready now or becomes ready
@@ -227,6 +295,9 @@ func (w *stormWorker) round(r *stormRound, src region, seed uint64, touches int)
 	pages := r.area.pages()
 	for i := 0; i < touches; i++ {
 		pg := rng.IntN(pages)
+		if i == 0 && w.id < 2 {
+			pg = r.collide // threads 0 and 1 meet there first
+		}
 		off := pg*pageSize + rng.IntN(pageSize/4)*4
 		want := uint32(0)
 		if !stormZero(r.n, pg) {
@@ -276,8 +347,18 @@ func (c *tcase) checkRound(r *stormRound, workers []*stormWorker, src region, ze
 		}
 	}
 	present := c.present(r.area)
+	if nf := r.faults[r.collide].Load(); nf < 2 {
+		lim.fail("round %d page %d: the collision page drew %d fault message(s), want 2 (threads 0 and 1 both touched it first): the EEXIST path was not taken", r.n, r.collide, nf)
+	}
 	for p := 0; p < pages; p++ {
 		nf := r.faults[p].Load()
+		if nr := r.resolved[p].Load(); touched[p] && nr != 1 {
+			how := "COPY"
+			if stormZero(r.n, p) {
+				how = "ZEROPAGE"
+			}
+			lim.fail("round %d page %d: %s succeeded %d times for %d fault message(s), want exactly once: every later resolution of a mapped page must fail with EEXIST", r.n, p, how, nr, nf)
+		}
 		switch {
 		case touched[p] && !present[p]:
 			lim.fail("round %d page %d: touched but not mapped", r.n, p)

@@ -122,21 +122,29 @@ func (c *tcase) reaped(pid int) {
 // newFD opens a nonblocking userfaultfd (flags may add
 // uffd.UserModeOnly) and handshakes it with the required features plus
 // whichever optional ones the kernel has. A kernel without a required
-// feature skips the test, naming the missing bits and what the kernel
-// offers.
+// feature skips the test when its configuration leaves the feature out
+// and fails it otherwise (featureVerdict), naming the missing bits and
+// what the kernel offers.
 func (c *tcase) newFD(flags int, required, optional uint64) *uffd.FD {
 	have, err := uffd.Probe()
 	if err != nil {
 		c.Fatalf("userfaultfd: %v", err)
 	}
 	if miss := required &^ have; miss != 0 {
-		c.Skipf("kernel lacks userfaultfd features %#x (%s); it offers %#x", miss, featureNames(miss), have)
+		c.need(miss, have)
 	}
 	f, err := uffd.New(flags|unix.O_CLOEXEC|unix.O_NONBLOCK, required, optional)
 	if err != nil {
 		c.Fatalf("userfaultfd with features %#x: %v", required, err)
 	}
 	return c.track(f)
+}
+
+// need ends the test for features the kernel does not offer (miss; it
+// offers have): a skip or a failure, as featureVerdict decides.
+func (c *tcase) need(miss, have uint64) {
+	cfg, err := kernelConfig()
+	featureVerdict(miss, have, cfg, err).Apply(c)
 }
 
 // serve starts a handler pool on f, stopped (and its errors reported) at

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,45 @@ func TestExpectedFeatures(t *testing.T) {
 	}
 	if expectedFeatures(map[string]string{})&archOnlyFeatures != 0 {
 		t.Errorf("a kernel without WP/MINOR support is expected to offer arch-only features")
+	}
+}
+
+// TestFeatureVerdict: a missing feature is a skip only when the kernel's
+// configuration leaves it out (i386's write-protect and minor modes);
+// otherwise, or when the configuration cannot be read, a failure.
+func TestFeatureVerdict(t *testing.T) {
+	i386 := map[string]string{"CONFIG_USERFAULTFD": "y"}
+	x86_64 := map[string]string{"CONFIG_USERFAULTFD": "y", "CONFIG_HAVE_ARCH_USERFAULTFD_WP": "y", "CONFIG_HAVE_ARCH_USERFAULTFD_MINOR": "y", "CONFIG_PTE_MARKER_UFFD_WP": "y"}
+	for _, tc := range []struct {
+		name     string
+		miss     uint64
+		cfg      map[string]string
+		cfgErr   error
+		wantSkip bool
+		words    []string
+	}{
+		{"i386 write-protect", uffd.FeaturePagefaultFlagWP, i386, nil, true,
+			[]string{"PAGEFAULT_FLAG_WP need CONFIG_HAVE_ARCH_USERFAULTFD_WP", "CONFIG_HAVE_ARCH_USERFAULTFD_WP is not set", "x86_64-only"}},
+		{"i386 minor shmem", uffd.FeatureMinorShmem, i386, nil, true,
+			[]string{"MINOR_SHMEM need CONFIG_HAVE_ARCH_USERFAULTFD_MINOR"}},
+		{"x86_64 write-protect missing", uffd.FeaturePagefaultFlagWP, x86_64, nil, false,
+			[]string{"although its configuration implies PAGEFAULT_FLAG_WP", "CONFIG_HAVE_ARCH_USERFAULTFD_WP=y"}},
+		{"x86_64 minor missing", uffd.FeatureMinorShmem, x86_64, nil, false, []string{"implies MINOR_SHMEM"}},
+		{"EVENT_FORK is never optional", uffd.FeatureEventFork, i386, nil, false,
+			[]string{"EVENT_FORK are offered by every 6.12 kernel"}},
+		{"MOVE is never optional", uffd.FeatureMove, x86_64, nil, false, []string{"implies MOVE"}},
+		{"one implied, one gated", uffd.FeatureMove | uffd.FeaturePagefaultFlagWP, i386, nil, false, []string{"implies MOVE"}},
+		{"no configuration", uffd.FeaturePagefaultFlagWP, nil, errors.New("no /proc/config.gz"), false, []string{"cannot be told", "no /proc/config.gz"}},
+	} {
+		v := featureVerdict(tc.miss, expectedFeatures(tc.cfg)&^tc.miss, tc.cfg, tc.cfgErr)
+		if v.Skip != tc.wantSkip {
+			t.Errorf("%s: %v, want skip=%v", tc.name, v, tc.wantSkip)
+		}
+		for _, w := range append(tc.words, "does not offer userfaultfd features", "it offers") {
+			if !strings.Contains(v.Why, w) {
+				t.Errorf("%s: reason %q lacks %q", tc.name, v.Why, w)
+			}
+		}
 	}
 }
 
@@ -198,6 +238,49 @@ func TestChildStatus(t *testing.T) {
 		got := childStatus(tc.ws)
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 			t.Errorf("childStatus(%#x) = %q, want %q", uint32(tc.ws), got, tc.want)
+		}
+	}
+}
+
+func TestCollisionPage(t *testing.T) {
+	for n := uint32(1); n <= 64; n++ {
+		for _, pages := range []int{256, 512, 1024} {
+			p := collisionPage(n, pages)
+			if p < 0 || p >= pages {
+				t.Fatalf("collisionPage(%d, %d) = %d: outside the area", n, pages, p)
+			}
+			if zero := stormZero(n, p); zero != (n%2 == 0) {
+				t.Errorf("collisionPage(%d, %d) = %d, resolved with ZEROPAGE=%v; want ZEROPAGE in even rounds only", n, pages, p, zero)
+			}
+		}
+	}
+}
+
+func TestStormFloors(t *testing.T) {
+	for _, tc := range []struct {
+		name                                         string
+		rounds                                       int
+		touches, wantTouches, faults, eexist, zeroes int64
+		words                                        []string
+	}{
+		{"healthy", 10, 7680, 7680, 2000, 12, 400, nil},
+		{"lost touches", 10, 7000, 7680, 2000, 12, 400, []string{"7000 touches", "want 7680"}},
+		{"too few faults", 10, 7680, 7680, 19, 12, 400, []string{"19 faults", "at least 2 per round"}},
+		{"EEXIST reported as success", 10, 7680, 7680, 2000, 5, 400, []string{"5 EEXIST in 10 rounds", "must fail with EEXIST"}},
+		{"no ZEROPAGE", 2, 1536, 1536, 400, 2, 0, []string{"no ZEROPAGE"}},
+	} {
+		errs := stormFloors(tc.rounds, tc.touches, tc.wantTouches, tc.faults, tc.eexist, tc.zeroes)
+		if len(tc.words) == 0 {
+			if len(errs) > 0 {
+				t.Errorf("%s: %v, want no failure", tc.name, errs)
+			}
+			continue
+		}
+		all := strings.Join(errs, "\n")
+		for _, w := range tc.words {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: failures %q lack %q", tc.name, all, w)
+			}
 		}
 	}
 }

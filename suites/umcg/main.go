@@ -17,8 +17,10 @@
 //     nr_foll_pin_acquired - released is back where it was once every
 //     task has left.
 //
-// Each test runs its scenario in a child process (see proto.go); on a
-// kernel without UMCG every test skips with the reason.
+// Each test runs its scenario in a child process (see proto.go). On a
+// kernel without UMCG (umcg_ctl = ENOSYS) every test skips with the
+// reason, unless the kernel command line says patch set umcg is applied:
+// then, as for any other answer of the probe, they fail (probeVerdict).
 package main
 
 import (

@@ -41,6 +41,9 @@ func scenarioABI(r *reporter, p params) error {
 	}
 	r.Metric("abi_checks", float64(c.checks.Load()))
 	r.Logf("%d ABI checks, %d failed", c.checks.Load(), c.failed.Load())
+	if c.checks.Load() == 0 {
+		r.Errorf("no ABI check ran")
+	}
 	return nil
 }
 

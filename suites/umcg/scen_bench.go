@@ -38,6 +38,7 @@ func scenarioBench(r *reporter, p params) error {
 	if err != nil {
 		return fmt.Errorf("futex: %w", err)
 	}
+	// Measurements (throughput); only "some progress" is checked below.
 	r.Metric("umcg_handoffs_per_s", u.handoffs)
 	r.Metric("umcg_switches_per_s", u.switches)
 	r.Metric("futex_handoffs_per_s", f.handoffs)

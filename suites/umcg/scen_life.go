@@ -66,6 +66,9 @@ func scenarioLifecycle(r *reporter, p params) error {
 		inWait += c.s.Stats.LeftInWait.Load()
 		preempts += c.s.Stats.Preempts.Load()
 	}
+	// Checked below: thread_exits_registered (> 0), departed (= workers).
+	// preemptions (the tick's safety net), left_between_pick_and_wait (a
+	// race's count) and final_unregisters are measurements.
 	r.Metric("preemptions", float64(preempts))
 	r.Metric("thread_exits_registered", float64(exits))
 	r.Metric("left_between_pick_and_wait", float64(inWait))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,7 @@ func scenarioMix(r *reporter, p params) error {
 	var h helpers
 	h.startBystander()
 	if p.Signals {
-		h.start(func(stop *atomic.Bool) { sc.signaller(stop, &h.signals) })
+		h.start(func(stop *atomic.Bool) { sc.signaller(stop, &h.signals, &h.serverSignals) })
 	}
 	if p.Forks {
 		h.start(func(stop *atomic.Bool) { sc.forker(stop, &h.forks) })
@@ -53,7 +54,15 @@ func scenarioMix(r *reporter, p params) error {
 	sc.check()
 	h.report(r)
 	if p.Signals {
+		var eintr uint64
+		for _, c := range sc.srvs {
+			eintr += c.s.Stats.EINTR.Load()
+		}
 		r.Metric("signals_sent", float64(h.signals.Load()))
+		r.Metric("signals_to_servers", float64(h.serverSignals.Load()))
+		if e := stormFloor(h.signals.Load(), h.serverSignals.Load(), eintr); e != "" {
+			r.Errorf("%s", e)
+		}
 	}
 	if p.Forks {
 		r.Metric("nonumcg_forks", float64(h.forks.Load()))
@@ -66,10 +75,11 @@ func scenarioMix(r *reporter, p params) error {
 
 // helpers are non-UMCG threads that disturb a run.
 type helpers struct {
-	stop    atomic.Bool
-	wg      sync.WaitGroup
-	signals atomic.Uint64
-	forks   atomic.Uint64
+	stop          atomic.Bool
+	wg            sync.WaitGroup
+	signals       atomic.Uint64
+	serverSignals atomic.Uint64 // the part of signals sent to servers
+	forks         atomic.Uint64
 
 	bystanderRounds, bystanderBad atomic.Uint64
 }
@@ -79,10 +89,13 @@ func (h *helpers) startBystander() {
 	h.start(func(stop *atomic.Bool) { bystander(stop, &h.bystanderRounds, &h.bystanderBad) })
 }
 
-// report records the bystander's checks; a corrupted result fails the
-// scenario.
+// report records the bystander's checks; a corrupted result, or no
+// round at all (nothing was checked), fails the scenario.
 func (h *helpers) report(r *reporter) {
 	r.Metric("bystander_rounds", float64(h.bystanderRounds.Load()))
+	if h.bystanderRounds.Load() == 0 {
+		r.Errorf("the non-UMCG bystander thread completed no round: its register state was never checked")
+	}
 	if n := h.bystanderBad.Load(); n > 0 {
 		r.Errorf("register state of a non-UMCG thread corrupted %d times in %d rounds (FPU/SSE/MMX state lost across a context switch)", n, h.bystanderRounds.Load())
 	}
@@ -102,11 +115,31 @@ func (h *helpers) end() {
 	h.wg.Wait()
 }
 
+// minServerSignals is how many signals the servers must have been sent
+// before the storm is required to have interrupted a server's umcg_wait
+// at least once: a server spends most of its time in umcg_wait, so a
+// signal that never once finds it there is a run that tested nothing.
+const minServerSignals = 100
+
+// stormFloor is the signal storm's non-vacuity check: signals were sent,
+// and once enough of them went to servers, some server's umcg_wait
+// returned EINTR.
+func stormFloor(sent, toServers, eintr uint64) string {
+	switch {
+	case sent == 0:
+		return "the signal storm sent no signal"
+	case toServers >= minServerSignals && eintr == 0:
+		return fmt.Sprintf("%d signals sent to servers, yet no umcg_wait of a server returned EINTR", toServers)
+	}
+	return ""
+}
+
 // signaller sends SIGUSR1 and SIGURG at random servers and workers, every
 // 50-150 us: servers get EINTR from umcg_wait, workers asleep in the
 // kernel must go back to sleep without running user code, and workers in
-// a COND_WAIT section must not hang (R1).
-func (sc *sched) signaller(stop *atomic.Bool, sent *atomic.Uint64) {
+// a COND_WAIT section must not hang (R1). toServers counts the signals
+// sent to servers.
+func (sc *sched) signaller(stop *atomic.Bool, sent, toServers *atomic.Uint64) {
 	rng := uint64(sc.p.Seed) | 1
 	var tids []int
 	for !stop.Load() {
@@ -116,6 +149,7 @@ func (sc *sched) signaller(stop *atomic.Bool, sent *atomic.Uint64) {
 				tids = append(tids, c.s.TID())
 			}
 		}
+		servers := len(tids)
 		for _, k := range sc.workers() {
 			if k.phase.Load() == phRunning {
 				tids = append(tids, k.w.TID())
@@ -134,6 +168,9 @@ func (sc *sched) signaller(stop *atomic.Bool, sent *atomic.Uint64) {
 			i := int(uint32(rng>>40) % uint32(len(tids)))
 			if unix.Tgkill(sc.pid, tids[i], sig) == nil {
 				sent.Add(1)
+				if i < servers {
+					toServers.Add(1)
+				}
 			}
 			nanosleep(int64(50_000 + rng%100_000))
 		}

@@ -50,6 +50,9 @@ func scenarioPreempt(r *reporter, p params) error {
 	for _, c := range sc.srvs {
 		sum.add(&c.s.Stats)
 	}
+	// Checked below: preempt_requests and preempts_seen (> 0).
+	// preempts_cooperative, spins and spins_not_preempted are
+	// measurements of how the spins ended.
 	r.Metric("preempt_requests", float64(sum.preempts))
 	r.Metric("preempts_seen", float64(seen))
 	r.Metric("preempts_cooperative", float64(coop))

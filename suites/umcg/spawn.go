@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/internal/umcg"
+	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/suite"
 )
 
@@ -169,13 +172,17 @@ wait:
 		case excess != 0:
 			t.Errorf("scenario %s: pin leak after the child is gone: %d more pages pinned than unpinned (nr_foll_pin_acquired %d new)", p.Scenario, excess, taken)
 		default:
+			// A measurement: the child's own checkPins floors the pins
+			// its workers' blocks must have taken.
 			t.Metric("pins_taken", float64(taken))
 		}
 	} else {
-		t.Logf("pin balance not checked: %v", pinErr)
+		t.Errorf("scenario %s: the pin balance cannot be checked: %v", p.Scenario, pinErr)
 	}
 	if skip != "" {
-		t.Skipf("%s", skip)
+		// Only a kernel without patches/umcg explains a skip.
+		b, err := bootArgs()
+		verdict.PatchSet(patchSetUMCG, "the scenario child skipped: "+skip, b, err).Apply(t)
 	}
 	return res
 }
@@ -293,9 +300,31 @@ func headTail(s string, head, tail int) string {
 	return s[:head] + "\n...\n" + s[len(s)-tail:]
 }
 
-// needUMCG skips t on a kernel without UMCG (the probe says why).
+// patchSetUMCG is the patch set that adds the UMCG system calls.
+const patchSetUMCG = "umcg"
+
+// bootArgs is what the host told the guest, read once.
+var bootArgs = sync.OnceValues(guest.Read)
+
+// needUMCG ends t unless the kernel has the UMCG calls (probeVerdict).
 func needUMCG(t *suite.T) {
-	if err := umcg.Probe(); err != nil {
-		t.Skipf("%v", err)
+	b, err := bootArgs()
+	if v, stop := probeVerdict(umcg.Probe(), b, err); stop {
+		v.Apply(t)
 	}
+}
+
+// probeVerdict decides what the probe's answer (umcg.Probe) means; stop
+// is false when the calls are there. A test skips only on ENOSYS and
+// only when the kernel command line says patch set umcg is not applied;
+// with it applied ENOSYS fails, and any other answer (the numbers are
+// other calls, or UMCG answers wrongly) fails on every kernel.
+func probeVerdict(probe error, b guest.BootArgs, bootErr error) (v verdict.Verdict, stop bool) {
+	switch {
+	case probe == nil:
+		return verdict.Verdict{}, false
+	case errors.Is(probe, umcg.ErrAbsent):
+		return verdict.PatchSet(patchSetUMCG, probe.Error(), b, bootErr), true
+	}
+	return verdict.Failf("%v", probe), true
 }

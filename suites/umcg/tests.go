@@ -8,7 +8,7 @@ import (
 	"github.com/kharness/kharness/suites/suite"
 )
 
-// Every test: probe (skip without UMCG), then run a scenario child. The
+// Every test: probe (needUMCG), then run a scenario child. The
 // stress scenarios share the run's duration (--duration 10s keeps the
 // whole suite near a minute per target under TCG).
 

@@ -156,6 +156,9 @@ func (sc *sched) check() {
 	for _, c := range sc.srvs {
 		sum.add(&c.s.Stats)
 	}
+	// Checked below: worker_rounds, blocks, switches. server_eintr is
+	// checked by the signal storm (scenarioMix); requeues, rejoins and
+	// worker_forks are measurements here (lifecycle checks its own).
 	r.Metric("worker_rounds", float64(progress))
 	r.Metric("blocks", float64(blocks))
 	r.Metric("switches", float64(sum.switches))
@@ -176,15 +179,35 @@ func (sc *sched) check() {
 	sort.Strings(parts)
 	r.Logf("ops: %s; blocks seen %d, yield EAGAIN %d; servers: loops %d switches %d requeues %d eagain %d eintr %d timeouts %d preempts %d",
 		strings.Join(parts, " "), blocks, yieldEAGAIN, sum.loops, sum.switches, sum.requeues, sum.eagain, sum.eintr, sum.timeouts, sum.preempts)
-	if progress == 0 {
-		r.Errorf("no worker completed a single round")
+	for _, e := range runFloors(progress, blocks, ops[opPipeBlock]+ops[opR3], sum.switches) {
+		r.Errorf("%s", e)
 	}
-	sc.checkPins()
+	sc.checkPins(blocks)
+}
+
+// runFloors checks a run's counts against what its ops guarantee: some
+// worker completed a round; a worker only runs after a server switched
+// to it (the kernel consumed a next_tid, marking it TID_RUNNING); an op
+// that must block (mustBlock of them ran) makes the kernel note a block.
+func runFloors(progress, blocks, mustBlock, switches uint64) []string {
+	var errs []string
+	if progress == 0 {
+		errs = append(errs, "no worker completed a single round")
+	}
+	if progress > 0 && switches == 0 {
+		errs = append(errs, fmt.Sprintf("workers completed %d rounds, yet no server saw the kernel consume a next_tid (switches=0: next_tid never came back with UMCG_TID_RUNNING)", progress))
+	}
+	if mustBlock > 0 && blocks == 0 {
+		errs = append(errs, fmt.Sprintf("%d ops that must block ran, yet no worker saw its blocked_ts move (blocks=0)", mustBlock))
+	}
+	return errs
 }
 
 // checkPins: with every task unregistered (the threads may still exist)
-// the pins the kernel took for UMCG must all be gone.
-func (sc *sched) checkPins() {
+// the pins the kernel took for UMCG must all be gone; and since a worker
+// that blocks was armed with pins at its system call or fault entry,
+// blocks (the run's count) mean pins were taken.
+func (sc *sched) checkPins(blocks uint64) {
 	if !sc.pinsOK {
 		return
 	}
@@ -193,10 +216,15 @@ func (sc *sched) checkPins() {
 		sc.r.Errorf("pins: %v", err)
 		return
 	}
+	// pins_max_held is bounded below (transient pins); pins_taken_child
+	// is floored by the blocks.
 	sc.r.Metric("pins_max_held", float64(sc.maxHeld))
 	sc.r.Metric("pins_taken_child", float64(taken))
 	if excess != 0 {
 		sc.r.Errorf("pin leak: every UMCG task left, yet %d more pages are pinned than before the run (%d pins taken)", excess, taken)
+	}
+	if blocks > 0 && taken == 0 {
+		sc.r.Errorf("workers blocked %d times, yet nr_foll_pin_acquired did not move: the block notification writes through pages pinned at system call or fault entry", blocks)
 	}
 	if limit := int64(2 * (sc.p.threads() + maxWorkers)); sc.maxHeld > limit {
 		sc.r.Errorf("pins are not transient: up to %d pages held at once during the run, more than 2 per task (%d)", sc.maxHeld, limit)

@@ -1,8 +1,11 @@
 package umcg
 
 import (
+	"errors"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestTaskLayout pins struct umcg_task to the kernel's layout (UMCG-DESIGN
@@ -90,6 +93,26 @@ func TestU64Args(t *testing.T) {
 		}
 		if got != v {
 			t.Errorf("u64Args(%#x) = %#x, %#x: reassembles to %#x", v, lo, hi, got)
+		}
+	}
+}
+
+func TestProbeAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		ctl, wait, kick error
+		foreign         bool
+	}{
+		{unix.EINVAL, unix.EINVAL, unix.EINVAL, false},
+		{unix.EFAULT, unix.EINVAL, unix.EINVAL, true}, // setxattrat with a NULL path
+		{unix.EINVAL, nil, unix.EINVAL, true},
+		{unix.EINVAL, unix.EINVAL, unix.EPERM, true},
+	} {
+		err := probeAnswers(tc.ctl, tc.wait, tc.kick)
+		if got := errors.Is(err, ErrForeign); got != tc.foreign || (err == nil) == tc.foreign {
+			t.Errorf("probeAnswers(%v, %v, %v) = %v, want foreign %v", tc.ctl, tc.wait, tc.kick, err, tc.foreign)
+		}
+		if errors.Is(err, ErrAbsent) {
+			t.Errorf("probeAnswers(%v, %v, %v) = %v: only ENOSYS means absent", tc.ctl, tc.wait, tc.kick, err)
 		}
 	}
 }

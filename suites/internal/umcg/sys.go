@@ -42,25 +42,46 @@ func Kick(flags uint32, tid int) error {
 }
 
 // ErrAbsent is what Probe returns (wrapped, with the details) on a kernel
-// without the UMCG calls; test with errors.Is.
+// without the UMCG calls (ENOSYS); test with errors.Is.
 var ErrAbsent = errors.New("kernel without UMCG")
+
+// ErrForeign is what Probe returns (wrapped) when the UMCG syscall
+// numbers answer, but not as UMCG does: other system calls (on a newer
+// kernel 463-465 are setxattrat, getxattrat and listxattrat) or a broken
+// UMCG. Unlike ErrAbsent it explains no skip.
+var ErrForeign = errors.New("not the UMCG system calls")
 
 // Probe tells whether the running kernel has the UMCG system calls. Three
 // calls that are invalid by every rule and have no side effects must all
 // answer EINVAL: umcg_ctl(0xff, NULL, 0) (no command, NULL self),
 // umcg_wait(1, 0) and umcg_kick(1, 0) (flags must be 0). A kernel without
-// the patch answers ENOSYS; a newer kernel, where 463-465 are setxattrat,
-// getxattrat and listxattrat, answers something else (EFAULT for the NULL
-// path) to at least one. Both are ErrAbsent.
+// the patch answers ENOSYS (ErrAbsent); anything else but three EINVALs
+// is ErrForeign.
 func Probe() error {
 	ctl := Ctl(0xff, 0, 0)
 	if ctl == unix.ENOSYS {
 		return fmt.Errorf("%w: umcg_ctl (syscall %d) = ENOSYS (no patches/umcg, or CONFIG_UMCG=n)", ErrAbsent, SysCtl)
 	}
-	wait, kick := Wait(1, 0), Kick(1, 0)
+	return probeAnswers(ctl, Wait(1, 0), Kick(1, 0))
+}
+
+// probeAnswers judges the answers of the probe's three calls when
+// umcg_ctl did not say ENOSYS.
+func probeAnswers(ctl, wait, kick error) error {
 	if ctl != unix.EINVAL || wait != unix.EINVAL || kick != unix.EINVAL {
-		return fmt.Errorf("%w: syscalls %d/%d/%d answer %v/%v/%v to calls UMCG refuses with EINVAL: they are other system calls on this kernel",
-			ErrAbsent, SysCtl, SysWait, SysKick, ctl, wait, kick)
+		return fmt.Errorf("%w: syscalls %d/%d/%d answer %v/%v/%v to calls UMCG refuses with EINVAL",
+			ErrForeign, SysCtl, SysWait, SysKick, errName(ctl), errName(wait), errName(kick))
 	}
 	return nil
+}
+
+// errName names an errno for the probe's message ("success" for nil).
+func errName(err error) string {
+	if err == nil {
+		return "success"
+	}
+	if e, ok := err.(unix.Errno); ok && unix.ErrnoName(e) != "" {
+		return unix.ErrnoName(e)
+	}
+	return err.Error()
 }
