@@ -18,7 +18,7 @@ func TestCLIErrors(t *testing.T) {
 		return p
 	}
 	root, _ := filepath.Abs("../..")
-	dirs := "dirs:\n  patches: " + root + "/patches\n  kconfigs: " + root + "/kconfigs\n  suites: " + root + "/suites\n"
+	dirs := "dirs:\n  patches: " + root + "/patches\n  kconfigs: " + root + "/kconfigs\n  suites: " + root + "/suites\n  module: " + root + "\n"
 	tests := []struct {
 		name string
 		args []string
@@ -29,9 +29,9 @@ func TestCLIErrors(t *testing.T) {
 		{"unknown command", []string{"frob"}, 2, []string{`unknown command "frob"`}},
 		{"help lists exit codes", []string{"help"}, 0, []string{"kernel-crash", "patch-failed", "130"}},
 		{"missing config", []string{"run", "-c", filepath.Join(dir, "nope.yaml")}, 2, []string{"nope.yaml", "no such file"}},
-		{"unknown key", []string{"run", "-c", write("a.yaml", dirs+"sorce: x\n")}, 2, []string{"a.yaml:5:1: unknown key \"sorce\""}},
+		{"unknown key", []string{"run", "-c", write("a.yaml", dirs+"sorce: x\n")}, 2, []string{"a.yaml:6:1: unknown key \"sorce\""}},
 		{"all validation errors at once", []string{"run", "-c", write("b.yaml", dirs+"targets: [arm64]\nsuites: [nosuch]\n")}, 2,
-			[]string{`b.yaml:5:11: unknown target "arm64"`, `b.yaml:6:10: unknown suite "nosuch"`}},
+			[]string{`b.yaml:6:11: unknown target "arm64"`, `b.yaml:7:10: unknown suite "nosuch"`}},
 		{"flag names unknown suite", []string{"build", "-c", write("c.yaml", dirs), "--suite", "ghost"}, 2, []string{`unknown suite "ghost"`}},
 		{"stray argument", []string{"run", "-c", write("d.yaml", dirs), "extra"}, 2, []string{"unexpected arguments"}},
 	}

@@ -102,13 +102,19 @@ func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline
 			top = append(top, n)
 		}
 	}
-	tests, err := catalog.Tests(ctx, cfg.Abs(cfg.Dirs.Module), initramfs.Module, p.cacheDir, catalog.Names(ss, false))
-	if err != nil {
-		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
-	}
+	// The suites' declared tests check every test regexp; a suite that
+	// does not list is reported with the config's own problems.
+	tests, listErr := catalog.Tests(ctx, cfg.Abs(cfg.Dirs.Module), initramfs.Module, p.cacheDir, catalog.Names(ss, false))
 	p.Catalog = config.Catalog{PatchSets: ps, DefaultPatchSets: top,
 		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true), Tests: tests}
+	var errs *multierror.Error
+	if listErr != nil {
+		errs = multierror.Append(errs, fmt.Errorf("list the suites' tests (module %s): %w", cfg.Abs(cfg.Dirs.Module), listErr))
+	}
 	if err := cfg.Validate(p.Catalog); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	if err := errs.ErrorOrNil(); err != nil {
 		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
 	}
 	return p, nil
