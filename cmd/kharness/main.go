@@ -158,7 +158,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return doctorCmd(rest, stdout, stderr)
 	case initramfs.InternalCommand:
 		// A child of kharness building an initramfs (see initramfs.Build).
-		if err := initramfs.Outside(os.Stdin, stderr); err != nil {
+		if len(rest) != 1 {
+			fmt.Fprintf(stderr, "kharness %s: want one argument, the request\n", initramfs.InternalCommand)
+			return outcome.ConfigError.ExitCode()
+		}
+		if err := initramfs.Outside(rest[0], stderr); err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return outcome.Infra.ExitCode()
 		}

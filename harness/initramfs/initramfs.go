@@ -6,7 +6,6 @@
 package initramfs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,16 +160,16 @@ func verify(path string) error {
 	return nil
 }
 
-// buildOutside runs create in `r.Exec internal-initramfs`, the request as
-// JSON on its stdin.
+// buildOutside runs create in `r.Exec internal-initramfs REQUEST`, the
+// request as JSON in its argument (the child's stdin is /dev/null: it runs
+// in the background of proc's reaper shell).
 func buildOutside(ctx context.Context, r Request, out string) error {
 	req, err := json.Marshal(outsideRequest{ModuleDir: r.ModuleDir, GOARCH: r.GOARCH, Suites: r.Suites,
 		CacheDir: r.CacheDir, Out: out})
 	if err != nil {
 		return err
 	}
-	cmd := proc.Command(ctx, r.Exec, InternalCommand)
-	cmd.Stdin = bytes.NewReader(req)
+	cmd := proc.Command(ctx, r.Exec, InternalCommand, string(req))
 	cmd.Stdout, cmd.Stderr = r.Log, r.Log
 	return cmd.Run()
 }
@@ -185,11 +184,11 @@ type outsideRequest struct {
 	CacheDir, Out     string
 }
 
-// Outside is the body of InternalCommand: it reads the request from in and
+// Outside is the body of InternalCommand: it decodes the request and
 // builds the image at its .part path.
-func Outside(in io.Reader, log io.Writer) error {
+func Outside(request string, log io.Writer) error {
 	var q outsideRequest
-	if err := json.NewDecoder(in).Decode(&q); err != nil {
+	if err := json.Unmarshal([]byte(request), &q); err != nil {
 		return fmt.Errorf("%s: request: %w", InternalCommand, err)
 	}
 	return create(Request{ModuleDir: q.ModuleDir, GOARCH: q.GOARCH, Suites: q.Suites, CacheDir: q.CacheDir, Log: log}, q.Out)

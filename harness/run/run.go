@@ -155,7 +155,12 @@ func (p *Pipeline) Source(ctx context.Context, log io.Writer) (*source.Pristine,
 	if err != nil {
 		return nil, err
 	}
-	pr, err := source.Prepare(ctx, p.cacheDir, spec, p.lockWait(""), log)
+	sctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+	defer cancel()
+	pr, err := source.Prepare(sctx, p.cacheDir, spec, p.lockWait(""), log)
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = outcome.Errorf(outcome.Infra, "importing the source took longer than timeouts.command (%s): %w", p.Cfg.Timeouts.Command, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +312,9 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 				return nil, stageErr(StagePatch, outcome.Errorf(outcome.Infra, "%w", err))
 			}
 			p.logf(c.ID, "patch: applying %d set(s) %v", len(sets), c.PatchSets)
-			err = patch.Apply(ctx, w.Dir, sets, plog)
+			actx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+			err = patch.Apply(actx, w.Dir, sets, plog)
+			cancel()
 			plog.Close()
 			if err != nil {
 				w.Release()
