@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
 )
@@ -201,6 +202,30 @@ func TestE2EDefaultMatrix(t *testing.T) {
 			lc.Metrics["thread_exits_registered"] <= 0 || lc.Metrics["departed"] <= 0 {
 			t.Errorf("%s: umcg lifecycle: %+v", c.ID, lc)
 		}
+		// cow and uffd did what they claim: pins were taken and released,
+		// fork copied pinned pages early, the storm hit the EEXIST path.
+		var pins, early float64
+		for _, tc := range c.Tests {
+			if tc.Suite == "cow" {
+				pins += tc.Metrics["pins_acquired"]
+				early += tc.Metrics["early_copies"]
+			}
+		}
+		if pins == 0 || early == 0 {
+			t.Errorf("%s: cow ran vacuously: pins_acquired=%v early_copies=%v", c.ID, pins, early)
+		}
+		if st := findTest(c, "uffd", "missing-storm"); st == nil || st.Outcome != outcome.Pass ||
+			st.Metrics["faults"] <= 0 || st.Metrics["eexist"] <= 0 {
+			t.Errorf("%s: uffd storm ran vacuously: %+v", c.ID, st)
+		}
+		// Every declared test reported, and nothing was made up by the host.
+		for _, sr := range c.SuiteRuns {
+			for _, d := range sr.Declared {
+				if tc := findTest(c, sr.Name, d); tc == nil || tc.HostBlamed {
+					t.Errorf("%s: %s/%s declared but not reported by the guest: %+v", c.ID, sr.Name, d, tc)
+				}
+			}
+		}
 		for _, f := range []string{"console.log", "events.jsonl", "qemu.cmdline", "config"} {
 			if fi, err := os.Stat(filepath.Join(dir, c.Dir, f)); err != nil || fi.Size() == 0 {
 				t.Errorf("%s: artefact %s missing or empty", c.ID, f)
@@ -314,8 +339,29 @@ func TestE2ECrashes(t *testing.T) {
 			}
 		}},
 		{"hang", "x86_64", "selftest:hang", "timeouts:\n  no_output: 4s\n  tcg_scale: 1\n", outcome.Timeout, func(t *testing.T, c *results.Cell) {
-			if !strings.Contains(c.Reason, "no output") || c.BlameTest != "hang" {
-				t.Errorf("reason %q blame %q", c.Reason, c.BlameTest)
+			if !strings.Contains(c.Reason, "no events from the guest") || c.BlameTest != "hang" || !c.Watchdog {
+				t.Errorf("reason %q blame %q watchdog %v", c.Reason, c.BlameTest, c.Watchdog)
+			}
+		}},
+		// A test that never returns while the guest lives (its heartbeat
+		// goes on): the agent's per-test deadline ends it, naming it.
+		{"stuck test", "x86_64", "selftest:stuck|pass", "duration: 1s\ntimeouts:\n  test: 5s\n  tcg_scale: 1\n", outcome.Timeout, func(t *testing.T, c *results.Cell) {
+			tc := findTest(c, "selftest", "stuck")
+			if tc == nil || tc.Outcome != outcome.Timeout || !strings.Contains(tc.Message, "outran its deadline") || tc.HostBlamed {
+				t.Errorf("stuck test: %+v", tc)
+			}
+			if p := findTest(c, "selftest", "pass"); p == nil || p.Outcome != outcome.TestFail || !strings.Contains(p.Message, "never reported") {
+				t.Errorf("the test after the stuck one: %+v", p)
+			}
+		}},
+		// The suite dies in a test: that test fails with the signal, the
+		// one after it never reported; not a pass.
+		{"suite dies", "x86_64", "selftest:die|pass", "", outcome.TestFail, func(t *testing.T, c *results.Cell) {
+			if d := findTest(c, "selftest", "die"); d == nil || !strings.Contains(d.Message, "segmentation fault") {
+				t.Errorf("die: %+v", d)
+			}
+			if p := findTest(c, "selftest", "pass"); p == nil || !strings.Contains(p.Message, "never reported") {
+				t.Errorf("pass after die: %+v", p)
 			}
 		}},
 	}
@@ -430,28 +476,59 @@ var ciMutants = []string{
 }
 
 // TestE2EMutants runs mutant cells of nightly.yaml at CI duration (the
-// "patched" cell is the default matrix, tested above): each mutant must
-// be caught where it can show (xfail) and every negative-control cell
-// must pass.
+// "patched" cell is the default matrix, tested above). Each mutant must be
+// caught by the tests its cell names, for the named reason (xfail is only
+// given then; the raw outcome and the failed tests are checked here too),
+// and every negative-control cell must pass having run tests.
 func TestE2EMutants(t *testing.T) {
 	root := repoRoot(t)
 	_, res := writeConfig(t, "", nil)
 	r := kharness(t, nil, "run", "-c", filepath.Join(root, "nightly.yaml"), "--results", res, "--duration", "10s",
 		"--cell", strings.Join(ciMutants, ","))
-	wantCode(t, r, outcome.Pass)
 	run, _ := loadRun(t, res)
 	mutants := map[string]int{}
 	for _, c := range run.Cells {
+		var failed []string
+		for _, tc := range c.Tests {
+			if tc.Outcome == outcome.TestFail || tc.Outcome == outcome.KernelCrash || tc.Outcome == outcome.Timeout {
+				failed = append(failed, fmt.Sprintf("%s/%s(%s)", tc.Suite, tc.Name, tc.Outcome))
+			}
+		}
+		t.Logf("%s: raw %s -> %s in %.0fs; failed: %v", c.ID, c.Raw, c.Outcome, c.BootSeconds, failed)
 		switch {
 		case c.Expect != nil:
 			family, _, _ := strings.Cut(c.Name, "-")
 			mutants[family]++
 			if c.Outcome != outcome.ExpectedFail {
-				t.Errorf("mutant %s not caught: %s (%s)", c.ID, c.Outcome, c.Reason)
+				t.Errorf("mutant %s not caught as expected: %s (%s)", c.ID, c.Outcome, c.Reason)
+				continue
+			}
+			if c.Raw != outcome.TestFail && c.Raw != outcome.KernelCrash && c.Raw != outcome.Timeout {
+				t.Errorf("mutant %s: raw outcome %s", c.ID, c.Raw)
+			}
+			for _, pat := range c.Expect.Fail {
+				g := guest.ParseSuiteSpec(pat)
+				re, err := guest.CompileTests(g.Tests)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hit := false
+				for _, tc := range c.Tests {
+					if tc.Suite == g.Name && re.MatchString(tc.Name) && !tc.HostBlamed &&
+						(tc.Outcome == outcome.TestFail || tc.Outcome == outcome.KernelCrash || tc.Outcome == outcome.Timeout) {
+						hit = true
+					}
+				}
+				if !hit {
+					t.Errorf("mutant %s: xfail, but no test matching %s failed on its own", c.ID, pat)
+				}
 			}
 		default:
 			if c.Outcome != outcome.Pass {
 				t.Errorf("negative control %s: %s: %s", c.ID, c.Outcome, c.Reason)
+			}
+			if len(c.Tests) == 0 {
+				t.Errorf("negative control %s ran no test", c.ID)
 			}
 		}
 	}
@@ -460,6 +537,7 @@ func TestE2EMutants(t *testing.T) {
 			t.Errorf("only %d %s mutant cells", mutants[family], family)
 		}
 	}
+	wantCode(t, r, outcome.Pass)
 }
 
 // TestE2ECheckpatch runs the kernel's own checkpatch.pl (from the Debian

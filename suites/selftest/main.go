@@ -16,7 +16,11 @@ import (
 )
 
 func main() {
+	// stuck and die come first: the e2e tests check that the test after
+	// them is reported as never run.
 	suite.Main("selftest",
+		suite.Test{Name: "stuck", Run: stuck},
+		suite.Test{Name: "die", Run: die},
 		suite.Test{Name: "pass", Run: func(t *suite.T) { t.Metric("answer", 42) }},
 		suite.Test{Name: "fail", Run: func(t *suite.T) { t.Errorf("deliberate failure") }},
 		suite.Test{Name: "skip", Run: func(t *suite.T) { t.Skipf("deliberate skip") }},
@@ -26,6 +30,26 @@ func main() {
 		suite.Test{Name: "hang", Run: hang},
 		suite.Test{Name: "sleep", Run: sleep},
 	)
+}
+
+// stuck never returns, but the guest stays alive (its heartbeat goes on):
+// only the per-test deadline the agent enforces can end it.
+func stuck(t *suite.T) {
+	r, _, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("pipe: %v", err)
+	}
+	var b [1]byte
+	r.Read(b[:]) // nobody writes
+	t.Errorf("read from a pipe nobody writes returned")
+}
+
+// die kills the suite process in the middle of a test, as a segfault
+// would: the tests after it never report.
+func die(t *suite.T) {
+	unix.Kill(os.Getpid(), unix.SIGSEGV)
+	time.Sleep(time.Minute)
+	t.Errorf("SIGSEGV did not kill the suite")
 }
 
 // lkdtm provokes a real kernel splat through LKDTM's debugfs file.
