@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 80m
 
 ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: run test unit e2e deps vet lint bin bench
+.PHONY: run test unit e2e deps vet lint bin bench soak
 
 bin:
 	$(GO) build -o bin/kharness ./cmd/kharness
@@ -23,6 +23,7 @@ vet:
 	$(GO) vet ./...
 	GOARCH=386 $(GO) vet ./suites/... ./initramfs/...
 	$(GO) vet -tags e2e ./cmd/kharness/
+	$(GO) vet -tags 'e2e soak' ./cmd/kharness/
 	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml
 
 unit: vet
@@ -32,6 +33,12 @@ e2e: deps
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./cmd/kharness/ -run E2E
 
 test: unit e2e
+
+# Soak: the default matrix SOAK_RUNS times on real kernels, every failed
+# test tallied (not in CI: ~10 min per round under TCG here).
+SOAK_RUNS ?= 10
+soak: deps
+	KHARNESS_SOAK_RUNS=$(SOAK_RUNS) $(GO) test -tags 'e2e soak' -count=1 -timeout 0 -v ./cmd/kharness/ -run '^TestSoak$$'
 
 # Boot overhead: bare kernel + trivial init vs the agent's first result.
 bench: deps
