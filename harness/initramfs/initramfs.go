@@ -1,8 +1,14 @@
-// Package initramfs builds the guest's root file system with u-root's
-// mkuimage: the kharness agent as /init, each suite as its own static
-// binary in /bin, and a few u-root core commands plus a shell for
-// interactive debugging. Images are cached by a hash over everything that
-// goes into them, so an unchanged tree costs nothing on the next run.
+// Package initramfs builds the guest's root file system: the kharness
+// agent as /init, each suite as its own static binary in /bin, and a few
+// u-root core commands plus a shell for interactive debugging.
+//
+// It is built in two layers so that an edit costs seconds: the u-root
+// core (a busybox of coreCmds made by mkuimage, which always rebuilds
+// with -a) is cached by what goes into it alone (Go, go.sum, the command
+// list), and the agent and suites are built with a plain `go build`, whose
+// cache recompiles only the packages that changed. The final image is the
+// core plus those binaries, cached by a hash over all of it, so an
+// unchanged tree costs nothing.
 package initramfs
 
 import (
@@ -39,7 +45,10 @@ var coreCmds = []string{"gosh", "ls", "cat", "dmesg", "ps", "mount", "echo", "cp
 	"uname", "kill", "grep", "sleep", "sync", "hexdump", "tail", "head", "wc", "poweroff"}
 
 // format is bumped whenever the image layout changes, invalidating caches.
-const format = "kharness-initramfs-v2"
+const format = "kharness-initramfs-v3"
+
+// ldflags make the binaries small and reproducible (as u-root's were).
+const ldflags = "-s -w -buildid="
 
 // Request describes one image.
 type Request struct {
@@ -59,7 +68,9 @@ type Result struct {
 	Key      string
 	Cached   bool
 	Duration time.Duration
-	Notes    []string // what the cache repaired
+	// Core and Binaries are the time of the two layers (0 when cached).
+	Core, Binaries time.Duration
+	Notes          []string // what the cache repaired
 }
 
 // Key hashes every input of the image: the Go toolchain, the target arch,
@@ -88,11 +99,11 @@ func sorted(s []string) []string {
 }
 
 // Build returns the image for r, building it when it is not cached or
-// its checksum no longer matches. With r.Exec set the build runs in that
-// program (kharness itself, `kharness internal-initramfs`) as a child in
-// its own process group, so that cancelling the run, or kharness dying,
-// stops u-root's go build and its compilers too (uimage.Create takes no
-// context).
+// its checksum no longer matches. The core layer is built, when it is
+// missing, in r.Exec (kharness itself, `kharness internal-initramfs`) as a
+// child in its own process group, so that cancelling the run, or
+// kharness dying, stops u-root's go build too (uimage.Create takes no
+// context); the suites' go build is a child of its own anyway.
 func Build(ctx context.Context, r Request) (*Result, error) {
 	start := time.Now()
 	key, err := Key(ctx, r)
@@ -106,39 +117,131 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
 	}
 	defer lock.Release()
-	var notes []string
+	res := &Result{Path: out, Key: key}
 	switch err := verify(out); {
 	case err == nil:
-		return &Result{Path: out, Key: key, Cached: true, Duration: time.Since(start)}, nil
+		res.Cached, res.Duration = true, time.Since(start)
+		return res, nil
 	case !errors.Is(err, os.ErrNotExist):
-		notes = append(notes, fmt.Sprintf("cached initramfs %s failed verification (%v): rebuilt", filepath.Base(out), err))
+		res.Notes = append(res.Notes, fmt.Sprintf("cached initramfs %s failed verification (%v): rebuilt", filepath.Base(out), err))
 		os.Remove(out)
 		os.Remove(out + ".sha256")
 	}
 	cache.SweepTemp(dir, "build-")
-	if r.Exec != "" {
-		err = buildOutside(ctx, r, out)
-	} else {
-		err = create(r, out)
-	}
-	if err != nil {
+	fail := func(what string, err error) (*Result, error) {
 		os.Remove(out + ".part")
 		if ctx.Err() != nil {
 			return nil, outcome.Errorf(outcome.Interrupted, "initramfs: %w", ctx.Err())
 		}
-		return nil, outcome.Errorf(outcome.Infra, "build initramfs for %s: %w", r.GOARCH, err)
+		return nil, outcome.Errorf(outcome.Infra, "initramfs for %s: %s: %w", r.GOARCH, what, err)
 	}
+	corePath, coreNotes, err := r.core(ctx, dir)
+	res.Notes = append(res.Notes, coreNotes...)
+	if err != nil {
+		return fail("u-root core", err)
+	}
+	res.Core = time.Since(start)
+	tmp, err := cache.TempDir(dir, "build-")
+	if err != nil {
+		return fail("temp dir", err)
+	}
+	defer os.RemoveAll(tmp)
+	bstart := time.Now()
+	if err := r.binaries(ctx, tmp); err != nil {
+		return fail("go build", err)
+	}
+	res.Binaries = time.Since(bstart)
+	files := []string{filepath.Join(tmp, "agent") + ":bin/agent"}
+	for _, s := range sorted(r.Suites) {
+		files = append(files, filepath.Join(tmp, s)+":bin/"+s)
+	}
+	logger := llog.New(slog.LevelInfo, func(format string, v ...any) { fmt.Fprintf(r.Log, "initramfs: "+format+"\n", v...) })
+	err = uimage.Create(logger,
+		uimage.WithBaseFile(corePath),
+		uimage.WithFiles(files...),
+		uimage.WithInit("/bin/agent"),
+		uimage.WithSkipLDD(),
+		uimage.WithTempDir(tmp),
+		uimage.WithCPIOOutput(out+".part"),
+	)
+	if err != nil {
+		return fail("compose the image", err)
+	}
+	if err := publishImage(out); err != nil {
+		return fail("publish", err)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// publishImage records out.part's checksum and gives it its name.
+func publishImage(out string) error {
 	sum, err := cache.FileHash(out + ".part")
 	if err != nil {
-		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+		return err
 	}
 	if err := cache.WriteFile(out+".sha256", []byte(sum+"\n")); err != nil {
-		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+		return err
 	}
-	if err := os.Rename(out+".part", out); err != nil {
-		return nil, outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	return os.Rename(out+".part", out)
+}
+
+// binaries builds the agent and the suites into dir with the go command:
+// its build cache makes an edit of one suite cost that suite.
+func (r Request) binaries(ctx context.Context, dir string) error {
+	pkgs := []string{AgentPkg}
+	for _, s := range sorted(r.Suites) {
+		pkgs = append(pkgs, Module+"/suites/"+s)
 	}
-	return &Result{Path: out, Key: key, Duration: time.Since(start), Notes: notes}, nil
+	args := append([]string{"build", "-trimpath", "-ldflags=" + ldflags, "-o", dir + "/"}, pkgs...)
+	_, err := proc.Run(ctx, proc.Cmd{Dir: r.ModuleDir, Name: "go", Args: args, Log: r.Log,
+		Env: []string{"GOOS=linux", "GOARCH=" + r.GOARCH, "CGO_ENABLED=0", "GOFLAGS="}})
+	return err
+}
+
+// coreKey hashes what goes into the u-root layer.
+func (r Request) coreKey() (string, error) {
+	parts := []string{format, "core", runtime.Version(), r.GOARCH, strings.Join(coreCmds, ",")}
+	for _, f := range []string{"go.mod", "go.sum"} {
+		h, err := cache.FileHash(filepath.Join(r.ModuleDir, f))
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, f, h)
+	}
+	return cache.Key(parts...), nil
+}
+
+// core returns the u-root layer, building it when it is missing.
+func (r Request) core(ctx context.Context, dir string) (string, []string, error) {
+	key, err := r.coreKey()
+	if err != nil {
+		return "", nil, err
+	}
+	out := filepath.Join(dir, "core-"+key[:24]+"-"+r.GOARCH+".cpio")
+	lock, err := cache.Acquire(ctx, out+".lock", r.Lock)
+	if err != nil {
+		return "", nil, err
+	}
+	defer lock.Release()
+	var notes []string
+	switch err := verify(out); {
+	case err == nil:
+		return out, nil, nil
+	case !errors.Is(err, os.ErrNotExist):
+		notes = append(notes, fmt.Sprintf("cached u-root core %s failed verification (%v): rebuilt", filepath.Base(out), err))
+	}
+	fmt.Fprintf(r.Log, "initramfs: building the u-root core for %s (once per Go and go.sum)\n", r.GOARCH)
+	if r.Exec != "" {
+		err = buildOutside(ctx, r, out)
+	} else {
+		err = createCore(r, out)
+	}
+	if err != nil {
+		os.Remove(out + ".part")
+		return "", notes, err
+	}
+	return out, notes, publishImage(out)
 }
 
 // verify checks a cached image against the checksum written beside it.
@@ -154,18 +257,17 @@ func verify(path string) error {
 	if err != nil {
 		return err
 	}
-	if got != strings.TrimSpace(string(want)) {
-		return fmt.Errorf("sha256 %s, recorded %s", got[:12], strings.TrimSpace(string(want))[:min(12, len(want))])
+	if w := strings.TrimSpace(string(want)); got != w {
+		return fmt.Errorf("sha256 %s, recorded %s", got[:12], w[:min(12, len(w))])
 	}
 	return nil
 }
 
-// buildOutside runs create in `r.Exec internal-initramfs REQUEST`, the
+// buildOutside runs createCore in `r.Exec internal-initramfs REQUEST`, the
 // request as JSON in its argument (the child's stdin is /dev/null: it runs
 // in the background of proc's reaper shell).
 func buildOutside(ctx context.Context, r Request, out string) error {
-	req, err := json.Marshal(outsideRequest{ModuleDir: r.ModuleDir, GOARCH: r.GOARCH, Suites: r.Suites,
-		CacheDir: r.CacheDir, Out: out})
+	req, err := json.Marshal(outsideRequest{ModuleDir: r.ModuleDir, GOARCH: r.GOARCH, Out: out})
 	if err != nil {
 		return err
 	}
@@ -174,38 +276,33 @@ func buildOutside(ctx context.Context, r Request, out string) error {
 	return cmd.Run()
 }
 
-// InternalCommand is the hidden kharness command that builds an image in
-// a child process (see Build).
+// InternalCommand is the hidden kharness command that builds the u-root
+// core in a child process (see Build).
 const InternalCommand = "internal-initramfs"
 
 type outsideRequest struct {
-	ModuleDir, GOARCH string
-	Suites            []string
-	CacheDir, Out     string
+	ModuleDir, GOARCH, Out string
 }
 
 // Outside is the body of InternalCommand: it decodes the request and
-// builds the image at its .part path.
+// builds the core at its .part path.
 func Outside(request string, log io.Writer) error {
 	var q outsideRequest
 	if err := json.Unmarshal([]byte(request), &q); err != nil {
 		return fmt.Errorf("%s: request: %w", InternalCommand, err)
 	}
-	return create(Request{ModuleDir: q.ModuleDir, GOARCH: q.GOARCH, Suites: q.Suites, CacheDir: q.CacheDir, Log: log}, q.Out)
+	return createCore(Request{ModuleDir: q.ModuleDir, GOARCH: q.GOARCH, Log: log}, q.Out)
 }
 
-// create builds the image into out.part with u-root.
-func create(r Request, out string) error {
+// createCore builds the u-root layer into out.part: the busybox of the
+// core commands, gosh as /bin/sh, and u-root's base directories.
+func createCore(r Request, out string) error {
 	tmp, err := cache.TempDir(filepath.Dir(out), "build-")
 	if err != nil {
 		return fmt.Errorf("initramfs temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(r.GOARCH), golang.WithWorkingDir(r.ModuleDir))
-	cmds := []string{AgentPkg}
-	for _, s := range r.Suites {
-		cmds = append(cmds, Module+"/suites/"+s)
-	}
 	var core []string
 	for _, c := range coreCmds {
 		core = append(core, "github.com/u-root/u-root/cmds/core/"+c)
@@ -214,13 +311,8 @@ func create(r Request, out string) error {
 	return uimage.Create(logger,
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
-		// Inlining on: u-root builds with -gcflags=all=-l by default, and
-		// the suites are Go as a kernel developer would ship it (the UMCG
-		// server loop must not reach a preemptible call via a sync/atomic
-		// method left out of line; its throughput is measured too).
-		uimage.WithBinaryCommandsOpts(&golang.BuildOpts{EnableInlining: true}, cmds...),
 		uimage.WithBusyboxCommands(core...),
-		uimage.WithInit("agent"),
+		uimage.WithInit(""),
 		uimage.WithShell("gosh"),
 		uimage.WithSkipLDD(),
 		uimage.WithTempDir(tmp),

@@ -169,8 +169,16 @@ func (u *uring) writeFixed(fd int, b []byte) (int, error) {
 	}
 	headp := u.word(u.cqRing, u.p.CQOff.Head)
 	head := atomic.LoadUint32(headp)
-	if head == atomic.LoadUint32(u.word(u.cqRing, u.p.CQOff.Tail)) {
-		return 0, fmt.Errorf("io_uring: no completion after GETEVENTS")
+	// io_uring_enter returns the number submitted even when a signal (the
+	// Go runtime's preemption SIGURG) cut its wait short: wait again, with
+	// nothing to submit, until the completion is there.
+	for waits := 0; head == atomic.LoadUint32(u.word(u.cqRing, u.p.CQOff.Tail)); waits++ {
+		if waits == 1000 {
+			return 0, fmt.Errorf("io_uring: no completion after %d GETEVENTS waits", waits)
+		}
+		if _, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), 0, 1, uringEnterGetEvents, 0, 0); e != 0 && e != unix.EINTR {
+			return 0, fmt.Errorf("io_uring_enter (wait): %w", e)
+		}
 	}
 	cmask := *u.word(u.cqRing, u.p.CQOff.RingMask)
 	off := uintptr(u.p.CQOff.CQEs) + uintptr(head&cmask)*unsafe.Sizeof(uringCQE{})
