@@ -38,7 +38,7 @@ import (
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
-	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/harness/splat"
 	"github.com/kharness/kharness/harness/target"
 )
 
@@ -74,8 +74,8 @@ type Result struct {
 	Watchdog bool
 	// Crashes are all splats seen on the console; Crash is the one the
 	// outcome is about (nil when none).
-	Crashes []report.Report
-	Crash   *report.Report
+	Crashes []splat.Report
+	Crash   *splat.Report
 	// Blame is the suite/test running when the guest crashed or went silent.
 	BlameSuite, BlameTest string
 	Hello                 *event.Event
@@ -146,7 +146,7 @@ type Facts struct {
 	StoppedByDog  bool // the stop was a watchdog's (no output, no events, boot, overall)
 	Hello, Done   bool
 	ConsoleBytes  int64
-	Crash         *report.Report
+	Crash         *splat.Report
 	// QEMU's end: exit code, or the signal that killed it, and the
 	// "terminating on signal N from pid M" line QEMU prints when someone
 	// else asked it to stop.
@@ -280,7 +280,7 @@ func Run(ctx context.Context, s Spec, onEvent func(event.Event)) (*Result, error
 		return finish()
 	}
 	os.WriteFile(filepath.Join(s.Dir, "qemu.pid"), []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644)
-	w := &watch{res: res, facts: &f, last: time.Now(), lastEvent: time.Now(), parser: report.NewParser(),
+	w := &watch{res: res, facts: &f, last: time.Now(), lastEvent: time.Now(), parser: splat.NewParser(),
 		crashSeen: make(chan struct{}), helloSeen: make(chan struct{}), suiteStart: make(chan suiteRun, 16),
 		suiteEnd: make(chan struct{}, 16), suites: s.Guest.Suites}
 	var killedByUs bool
@@ -405,7 +405,7 @@ loop:
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	res.Crashes = w.parser.Reports()
-	if c, ok := report.Most(res.Crashes); ok {
+	if c, ok := splat.Most(res.Crashes); ok {
 		res.Crash = &c
 		f.Crash = &c
 	}
@@ -439,7 +439,7 @@ type watch struct {
 	last         time.Time // any output
 	lastEvent    time.Time
 	consoleBytes int64
-	parser       *report.Parser
+	parser       *splat.Parser
 	conn         net.Conn
 	crashSeen    chan struct{}
 	helloSeen    chan struct{}

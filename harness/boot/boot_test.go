@@ -18,7 +18,7 @@ import (
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
-	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/harness/splat"
 	"github.com/kharness/kharness/harness/target"
 )
 
@@ -278,7 +278,7 @@ func TestConsoleTailNeverLost(t *testing.T) {
 // TestVerdictOrder: host faults are never guest outcomes, a crash beats a
 // watchdog, an interruption beats everything.
 func TestVerdictOrder(t *testing.T) {
-	crash := &report.Report{Kind: report.Panic, Title: "Kernel panic - not syncing: x", Fatal: true}
+	crash := &splat.Report{Kind: splat.Panic, Title: "Kernel panic - not syncing: x", Fatal: true}
 	tests := []struct {
 		f    Facts
 		want outcome.Outcome

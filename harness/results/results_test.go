@@ -12,7 +12,7 @@ import (
 
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/outcome"
-	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/harness/splat"
 )
 
 // ev builds guest event streams for the verdict tables.
@@ -65,11 +65,11 @@ func TestCellVerdict(t *testing.T) {
 		{"splat in a test's kmsg", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, "", "WARNING: CPU: 0 PID: 1 at mm/highmem.c:623 kunmap_local_indexed+0x5/0x10"), suiteEnd("s", event.Pass, "")},
 			booted, outcome.KernelCrash, outcome.ExpectedFail, "s/a (kernel-crash)"},
 		{"splat outside any test", []string{"s"}, []event.Event{suiteStart("s", "a"), testEnd("s", "a", event.Pass, ""), suiteEnd("s", event.Pass, "")},
-			Boot{Outcome: outcome.Pass, Crashes: []report.Report{{Kind: report.Warning, Title: "WARNING in foo"}}},
+			Boot{Outcome: outcome.Pass, Crashes: []splat.Report{{Kind: splat.Warning, Title: "WARNING in foo"}}},
 			outcome.KernelCrash, outcome.Mismatch, "kernel splat outside any test"},
 		{"panic in a test", []string{"s"}, []event.Event{suiteStart("s", "a", "b")},
 			Boot{Outcome: outcome.KernelCrash, Reason: "Kernel panic - not syncing: sysrq triggered crash", BlameSuite: "s", BlameTest: "a",
-				Crash: &report.Report{Kind: report.Panic, Title: "Kernel panic - not syncing: sysrq triggered crash", Fatal: true}},
+				Crash: &splat.Report{Kind: splat.Panic, Title: "Kernel panic - not syncing: sysrq triggered crash", Fatal: true}},
 			outcome.KernelCrash, outcome.ExpectedFail, "sysrq triggered crash"},
 		{"QEMU killed from outside", []string{"s"}, []event.Event{suiteStart("s", "a")},
 			Boot{Outcome: outcome.Infra, Reason: "QEMU was stopped from outside the run", BlameSuite: "s", BlameTest: "a"},

@@ -8,7 +8,7 @@ import (
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/outcome"
-	"github.com/kharness/kharness/harness/report"
+	"github.com/kharness/kharness/harness/splat"
 )
 
 // TestOutcome maps a guest result to an outcome.
@@ -48,8 +48,8 @@ func (c *Cell) Apply(e event.Event) *Test {
 		if c.progress.Suite == e.Suite && c.progress.Test == e.Test {
 			t.Iterations = c.progress.Iterations
 		}
-		if rs := report.Parse([]byte(strings.Join(e.Kmsg, "\n"))); len(rs) > 0 {
-			m, _ := report.Most(rs)
+		if rs := splat.Parse([]byte(strings.Join(e.Kmsg, "\n"))); len(rs) > 0 {
+			m, _ := splat.Most(rs)
 			t.Outcome, t.Crash = outcome.KernelCrash, m.Title
 			t.Message = strings.TrimSpace(fmt.Sprintf("kernel splat during the test: %s: %s\n%s", m.Kind, m.Title, t.Message))
 		}
@@ -74,8 +74,8 @@ type Boot struct {
 	Outcome    outcome.Outcome
 	Reason     string
 	Watchdog   bool
-	Crashes    []report.Report
-	Crash      *report.Report
+	Crashes    []splat.Report
+	Crash      *splat.Report
 	BlameSuite string
 	BlameTest  string
 	Notes      []string

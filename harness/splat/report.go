@@ -1,4 +1,4 @@
-// Package report finds kernel crash reports ("splats") in console or
+// Package splat finds kernel crash reports ("splats") in console or
 // /dev/kmsg text and gives each a kind and a title that stays the same from
 // run to run. The harness uses it to turn a guest log into a verdict and to
 // tell a new crash from one it has already seen; the design follows
@@ -26,7 +26,7 @@
 //   - Title may be completed after the header: the function comes from the
 //     RIP:/EIP: line, the call trace or lockdep's ", at:" line, and a KASAN
 //     title gains Read/Write from the line after the header.
-package report
+package splat
 
 import (
 	"strings"
