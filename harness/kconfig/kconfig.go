@@ -37,7 +37,11 @@ func (o Option) String() string {
 
 // Fragment is a parsed config fragment file.
 type Fragment struct {
-	Path    string
+	Path string
+	// Level orders fragments by generality (common, target, patch set,
+	// suite): a later level may override an earlier one, two fragments of
+	// the same level must agree.
+	Level   string
 	Options []Option
 }
 
@@ -102,24 +106,36 @@ func validValue(v string) bool {
 	return len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"'
 }
 
-// Merge combines fragments in order; a later fragment overrides an earlier
-// one, and every override is reported so a conflict is never silent.
-func Merge(frags []Fragment) (opts []Option, overrides []string) {
+// Merge combines fragments in order. A fragment of a later level (a patch
+// set's over the target's) overrides an earlier one, and every override is
+// reported so it is never silent; two fragments of the same level that
+// disagree (two suites wanting different values) are an error naming both,
+// since no order between them is meaningful.
+func Merge(frags []Fragment) (opts []Option, overrides []string, err error) {
 	idx := map[string]int{}
+	level := map[string]string{}
+	var errs *multierror.Error
 	for _, f := range frags {
 		for _, o := range f.Options {
-			if i, ok := idx[o.Name]; ok {
-				if opts[i].Value != o.Value {
-					overrides = append(overrides, fmt.Sprintf("%s overrides %s", o, opts[i]))
-				}
-				opts[i] = o
+			i, ok := idx[o.Name]
+			if !ok {
+				idx[o.Name], level[o.Name] = len(opts), f.Level
+				opts = append(opts, o)
 				continue
 			}
-			idx[o.Name] = len(opts)
-			opts = append(opts, o)
+			if opts[i].Value == o.Value {
+				continue
+			}
+			if level[o.Name] == f.Level {
+				errs = multierror.Append(errs, fmt.Errorf("%s:%d: %s=%s disagrees with %s:%d: %s=%s (both %s fragments; settle it in one place)",
+					o.File, o.Line, o.Name, o.Value, opts[i].File, opts[i].Line, opts[i].Name, opts[i].Value, f.Level))
+				continue
+			}
+			overrides = append(overrides, fmt.Sprintf("%s overrides %s", o, opts[i]))
+			opts[i], level[o.Name] = o, f.Level
 		}
 	}
-	return opts, overrides
+	return opts, overrides, errs.ErrorOrNil()
 }
 
 // Parse reads a .config into name → value ("n" for "is not set").
@@ -204,7 +220,10 @@ func Configure(ctx context.Context, r Request) ([]byte, error) {
 	if err := mk(r.Base); err != nil {
 		return nil, err
 	}
-	opts, overrides := Merge(r.Fragments)
+	opts, overrides, err := Merge(r.Fragments)
+	if err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", err)
+	}
 	for _, o := range overrides {
 		fmt.Fprintf(r.Log, "kconfig: note: %s\n", o)
 	}

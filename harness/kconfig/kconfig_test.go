@@ -44,12 +44,29 @@ func TestParseFragmentValues(t *testing.T) {
 func TestMergeReportsOverrides(t *testing.T) {
 	a, _ := ParseFragmentData("common", []byte("CONFIG_A=y\nCONFIG_B=y\n"))
 	b, _ := ParseFragmentData("target", []byte("CONFIG_A=n\nCONFIG_B=y\n"))
-	opts, over := Merge([]Fragment{a, b})
+	a.Level, b.Level = "common", "target"
+	opts, over, err := Merge([]Fragment{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(opts) != 2 || opts[0].Value != "n" || opts[0].File != "target" {
 		t.Errorf("merge = %v", opts)
 	}
 	if len(over) != 1 || !strings.Contains(over[0], "CONFIG_A=n (target:1) overrides CONFIG_A=y (common:1)") {
 		t.Errorf("overrides = %v", over)
+	}
+}
+
+// TestMergeSameLevelConflict: two suites' fragments that disagree are an
+// error naming both places, not settled by alphabetical order.
+func TestMergeSameLevelConflict(t *testing.T) {
+	a, _ := ParseFragmentData("kconfigs/suite/cow.config", []byte("CONFIG_X=y\nCONFIG_TRANSPARENT_HUGEPAGE=y\n"))
+	b, _ := ParseFragmentData("kconfigs/suite/uffd.config", []byte("CONFIG_X=y\n# CONFIG_TRANSPARENT_HUGEPAGE is not set\n"))
+	a.Level, b.Level = "suite", "suite"
+	_, _, err := Merge([]Fragment{a, b})
+	want := "kconfigs/suite/uffd.config:2: CONFIG_TRANSPARENT_HUGEPAGE=n disagrees with kconfigs/suite/cow.config:2: CONFIG_TRANSPARENT_HUGEPAGE=y (both suite fragments"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Merge error %v, want %q", err, want)
 	}
 }
 

@@ -201,9 +201,12 @@ func stageErr(stage string, err error) error {
 // skipped; a malformed one is a config error naming file and line.
 func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 	dir := p.Cfg.Abs(p.Cfg.Dirs.Kconfigs)
-	paths := []string{filepath.Join(dir, "common.config"), filepath.Join(dir, "target", c.Target+".config")}
+	type frag struct{ path, level string }
+	paths := []frag{{filepath.Join(dir, "common.config"), "common"}, {filepath.Join(dir, "target", c.Target+".config"), "target"}}
+	// Patch sets are stacked in order, so a later one may override an
+	// earlier one: each is a level of its own.
 	for _, ps := range c.PatchSets {
-		paths = append(paths, filepath.Join(dir, "patchset", ps+".config"))
+		paths = append(paths, frag{filepath.Join(dir, "patchset", ps+".config"), "patch set " + ps})
 	}
 	// Every suite's fragment, not only the selected ones: a kernel is
 	// defined by (source, target, patch stack), so running one suite alone
@@ -214,11 +217,12 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 	}
 	sort.Strings(suites)
 	for _, name := range suites {
-		paths = append(paths, filepath.Join(dir, "suite", name+".config"))
+		paths = append(paths, frag{filepath.Join(dir, "suite", name+".config"), "suite"})
 	}
 	var out []kconfig.Fragment
 	var errs *multierror.Error
-	for _, path := range paths {
+	for _, fr := range paths {
+		path := fr.path
 		if _, err := os.Stat(path); os.IsNotExist(err) {
 			continue
 		}
@@ -227,6 +231,7 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 			errs = multierror.Append(errs, err)
 			continue
 		}
+		f.Level = fr.level
 		if rel, err := filepath.Rel(p.Cfg.Root, path); err == nil {
 			f.Path = rel
 			for i := range f.Options {
@@ -236,6 +241,9 @@ func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 		out = append(out, f)
 	}
 	if err := errs.ErrorOrNil(); err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", err)
+	}
+	if _, _, err := kconfig.Merge(out); err != nil {
 		return nil, outcome.Errorf(outcome.ConfigError, "kconfig fragments: %w", err)
 	}
 	return out, nil

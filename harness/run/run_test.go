@@ -1,6 +1,7 @@
 package run
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,33 @@ func TestPrintable(t *testing.T) {
 	in := "uffd/wake: \x1b[2J\x1b]0;pwned\x07fail\r\n\tdone\x9b\u009b[31m"
 	if got, want := Printable(in), "uffd/wake: ^[2J^]0;pwnedfail\n\tdone[31m"; got != want {
 		t.Errorf("Printable = %q, want %q", got, want)
+	}
+}
+
+// TestRepositoryFragmentsAgree: the repository's own fragments merge
+// without a same-level conflict for every target and patch set.
+func TestRepositoryFragmentsAgree(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	cfg, err := config.Parse(filepath.Join(root, "kharness.yaml"), nil, config.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := catalog.Suites(filepath.Join(root, "suites"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Pipeline{Cfg: cfg, Suites: map[string]catalog.Suite{}}
+	for _, s := range ss {
+		p.Suites[s.Name] = s
+	}
+	for _, tg := range target.Names() {
+		frags, err := p.fragments(config.MatrixCell{Target: tg, PatchSets: []string{"cow", "kmap-local", "umcg"}})
+		if err != nil {
+			t.Errorf("%s: %v", tg, err)
+			continue
+		}
+		if len(frags) < 3 {
+			t.Errorf("%s: only %d fragments found", tg, len(frags))
+		}
 	}
 }
