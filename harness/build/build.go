@@ -143,7 +143,30 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	args = append(args, r.Target)
 	var captured bytes.Buffer
 	log := io.MultiWriter(r.Log, &captured)
+	// A build killed midway (kharness SIGKILLed, the host rebooted) can
+	// leave an object half written but newer than its source, which make
+	// then trusts: a kernel that dies before its first line. A marker in
+	// the build dir says a build is under way; finding it, the next build
+	// starts from make clean (ccache keeps that cheap).
+	marker := filepath.Join(r.BuildDir, ".kharness-building")
+	if _, err := os.Stat(marker); err == nil {
+		fmt.Fprintf(log, "kharness: the last build in %s did not finish: make clean first\n", r.BuildDir)
+		clean := []string{"-C", r.Src, "O=" + r.BuildDir, "ARCH=" + r.Arch, "clean"}
+		if err := proc.Stream(ctx, proc.Cmd{Name: "make", Args: clean, Log: log}); err != nil {
+			return nil, outcome.Errorf(outcome.Infra, "make clean after an unfinished build: %w", err)
+		}
+	}
+	if err := os.WriteFile(marker, []byte("kharness\n"), 0o644); err != nil {
+		return nil, outcome.Errorf(outcome.Infra, "build marker: %w", err)
+	}
 	err := proc.Stream(ctx, proc.Cmd{Name: "make", Args: args, Env: env, Log: log})
+	if ctx.Err() == nil {
+		// make ended on its own, success or not: Kbuild deleted what it
+		// could not finish (.DELETE_ON_ERROR), the tree is consistent.
+		if rerr := os.Remove(marker); rerr != nil && err == nil {
+			return nil, outcome.Errorf(outcome.Infra, "build marker: %w", rerr)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, outcome.Errorf(outcome.Interrupted, "kernel build: %w", ctx.Err())

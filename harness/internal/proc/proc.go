@@ -104,10 +104,11 @@ func Output(ctx context.Context, c Cmd) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// reaper runs "$@" in the background of a shell that kills its own process
-// group when told to stop (its parent, kharness, died) and otherwise
-// passes the command's exit status on.
-const reaper = `trap 'kill -KILL 0' TERM HUP INT; "$@" & wait $!`
+// reaper runs "$@" in the background of a shell that stops its own process
+// group when told to (its parent, kharness, died, or the context ended) and
+// otherwise passes the command's exit status on. The group gets SIGTERM
+// first, so that make deletes the target it was writing, then SIGKILL.
+const reaper = `trap 'trap "" TERM HUP INT; kill -TERM 0; sleep 1; kill -KILL 0' TERM HUP INT; "$@" & wait $!`
 
 // Command is exec.CommandContext for a host tool, with the guarantees of
 // this package: its own process group, killed whole when ctx is done or
@@ -121,7 +122,7 @@ func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", reaper, "sh", path}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
