@@ -80,8 +80,8 @@ type Cell struct {
 	BootSeconds       float64           `json:"boot_seconds,omitempty"`
 	FirstEventSeconds float64           `json:"first_event_seconds,omitempty"`
 	GuestInfo         map[string]string `json:"guest,omitempty"`
-	Crash             *splat.Report    `json:"crash,omitempty"`
-	Crashes           []splat.Report   `json:"crashes,omitempty"`
+	Crash             *splat.Report     `json:"crash,omitempty"`
+	Crashes           []splat.Report    `json:"crashes,omitempty"`
 	BlameSuite        string            `json:"blame_suite,omitempty"`
 	BlameTest         string            `json:"blame_test,omitempty"`
 	Watchdog          bool              `json:"watchdog,omitempty"`   // the boot ended by a host watchdog

@@ -58,4 +58,3 @@ func TestMissingTool(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
-
