@@ -23,28 +23,9 @@ const (
 	TCG Accel = "tcg"
 )
 
-// probeSector is a 512-byte boot sector that writes 'K' to COM1 and leaves
-// through isa-debug-exit with status (0x31<<1)|1 = 99. If a KVM guest
-// cannot even run this (the host's /dev/kvm belongs to a paravirtual
-// module, -cpu host is refused, ...), it cannot run a kernel either.
-func probeSector() []byte {
-	code := []byte{
-		0xBA, 0xF8, 0x03, // mov dx, 0x3f8
-		0xB0, 'K', // mov al, 'K'
-		0xEE,       // out dx, al
-		0xB0, 0x31, // mov al, 0x31
-		0xE6, 0xF4, // out 0xf4, al
-		0xF4,       // hlt
-		0xEB, 0xFE, // jmp $
-	}
-	img := make([]byte, 512)
-	copy(img, code)
-	img[510], img[511] = 0x55, 0xAA
-	return img
-}
-
-// ProbeKVM boots the probe sector under KVM with the target's KVM CPU
-// model and reports why KVM is unusable, or nil when it works. Existence
+// ProbeKVM boots the target's probe image (target.Target.KVMProbe) under
+// KVM with the target's KVM CPU model and reports why KVM is unusable, or
+// nil when it works. Existence
 // of /dev/kvm proves nothing: on some hosts a stock guest hangs under it.
 func ProbeKVM(ctx context.Context, t target.Target) error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
@@ -58,7 +39,10 @@ func ProbeKVM(ctx context.Context, t target.Target) error {
 	}
 	defer os.RemoveAll(dir)
 	img := filepath.Join(dir, "probe.img")
-	if err := os.WriteFile(img, probeSector(), 0o644); err != nil {
+	if len(t.KVMProbe) == 0 {
+		return fmt.Errorf("target %s has no KVM probe image", t.Name)
+	}
+	if err := os.WriteFile(img, t.KVMProbe, 0o644); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)

@@ -68,9 +68,12 @@ func TestReproducerQuotes(t *testing.T) {
 }
 
 func TestProbeSector(t *testing.T) {
-	b := probeSector()
-	if len(b) != 512 || b[510] != 0x55 || b[511] != 0xAA {
-		t.Fatalf("not a boot sector")
+	for _, name := range target.Names() {
+		tg, _ := target.Lookup(name)
+		b := tg.KVMProbe
+		if len(b) != 512 || b[510] != 0x55 || b[511] != 0xAA {
+			t.Errorf("%s: no boot-sector KVM probe", name)
+		}
 	}
 }
 

@@ -274,7 +274,7 @@ func (c *Config) defaults() {
 		f.Source = DefaultSource
 	}
 	if len(f.Targets) == 0 {
-		f.Targets = target.Names()
+		f.Targets = target.Defaults()
 	}
 	if !f.PatchSets.Set() {
 		f.PatchSets = Selection{All: true}

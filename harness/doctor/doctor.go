@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/kharness/kharness/harness/internal/proc"
+	"github.com/kharness/kharness/harness/target"
 )
 
 // Check is one requirement.
@@ -54,16 +55,18 @@ func Checks(sourcePkg string) []Check {
 		{"OpenSSL headers", "libssl-dev", "build", file("/usr/include/openssl/ssl.h"), ""},
 		{"cpio", "cpio", "build", cmd("cpio"), ""},
 		{"ccache", "ccache", "build", cmd("ccache"), ""},
-		// QEMU 7.2 (Debian 12) mistranslates LOCK CMPXCHG8B after ADD/ADC
-		// under TCG: now and then EFLAGS becomes the ADC operand (13 and
-		// 14 times in two runs of 10,000,000 Go-style Xadd64 calls,
-		// TestE2EHostQEMUFlags; 10.0.2: 0). Go's 386 runtime does that
-		// on every stack free; with -1 in EFLAGS the next interrupt
-		// returns to vm86 mode (SIGILL) and DF=1 makes REP MOVS copy
-		// backwards. i386 guests need a QEMU that is not affected.
-		{"qemu-system-i386 >= 10.0", "qemu-system-x86", "boot", qemuAtLeast("qemu-system-i386", 10, 0), backports(osCodename())},
-		{"qemu-system-x86_64", "qemu-system-x86", "boot", cmd("qemu-system-x86_64"), ""},
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
+	}
+	// Each target's QEMU, at the version its record asks for (i386 guests
+	// need QEMU >= 10: see target.Target.QEMUMin), from Debian 12's
+	// backports where the default release is too old.
+	for _, t := range target.QEMUs() {
+		if v := t.QEMUMin; v.Major > 0 {
+			cs = append(cs, Check{fmt.Sprintf("%s >= %d.%d", t.QEMU, v.Major, v.Minor), t.QEMUPackage, "boot: " + v.Why,
+				qemuAtLeast(t.QEMU, v.Major, v.Minor), backports(osCodename())})
+		} else {
+			cs = append(cs, Check{t.QEMU, t.QEMUPackage, "boot", cmd(t.QEMU), ""})
+		}
 	}
 	if sourcePkg != "" {
 		cs = append(cs, Check{"/usr/src/" + sourcePkg + ".tar.xz", sourcePkg, "source", file("/usr/src/" + sourcePkg + ".tar.xz"), ""})

@@ -202,7 +202,14 @@ func stageErr(stage string, err error) error {
 func (p *Pipeline) fragments(c config.MatrixCell) ([]kconfig.Fragment, error) {
 	dir := p.Cfg.Abs(p.Cfg.Dirs.Kconfigs)
 	type frag struct{ path, level string }
-	paths := []frag{{filepath.Join(dir, "common.config"), "common"}, {filepath.Join(dir, "target", c.Target+".config"), "target"}}
+	t, err := target.Lookup(c.Target)
+	if err != nil {
+		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
+	}
+	paths := []frag{{filepath.Join(dir, "common.config"), "common"}}
+	for _, f := range t.Fragments {
+		paths = append(paths, frag{filepath.Join(dir, f), "target"})
+	}
 	// Patch sets are stacked in order, so a later one may override an
 	// earlier one: each is a level of its own.
 	for _, ps := range c.PatchSets {
@@ -379,7 +386,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
-		PatchSets: c.PatchSets, MakeTarget: "bzImage", ImagePath: t.Image, Jobs: p.Cfg.Jobs,
+		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: p.Cfg.Jobs,
 		CCache: filepath.Join(p.cacheDir, "ccache"), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
 	k.Key = build.ImageKey(req)
 	if prev, ok := p.kernels[k.Key]; ok {
