@@ -4,7 +4,6 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,10 +15,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"gopkg.in/yaml.v3"
 
 	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/internal/proc"
+	"github.com/kharness/kharness/harness/internal/strictyaml"
 )
 
 // Suite is a suite's manifest.
@@ -57,10 +56,8 @@ func Suites(dir string) ([]Suite, error) {
 			return nil, err
 		}
 		var s Suite
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&s); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+		if _, err := strictyaml.Decode(p, data, &s); err != nil {
+			return nil, err
 		}
 		if s.Timeout <= 0 {
 			return nil, fmt.Errorf("%s: timeout must be set and positive", p)

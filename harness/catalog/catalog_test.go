@@ -36,7 +36,7 @@ func TestSuites(t *testing.T) {
 		t.Errorf("timeout %v", ss[1].Timeout)
 	}
 	for body, want := range map[string]string{
-		"timeout: 1m\nretries: 3\n": "field retries not found",
+		"timeout: 1m\nretries: 3\n": `suite.yaml:2:1: unknown key "retries"`,
 		"description: x\n":          "timeout must be set",
 		"timeout: soon\n":           "cannot unmarshal",
 	} {

@@ -5,7 +5,6 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path"
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/internal/strictyaml"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/target"
 )
@@ -81,7 +81,8 @@ type Expect struct {
 	Set bool `yaml:"-"`
 }
 
-func (e *Expect) fromScalar(word string) error {
+// FromScalar reads the one-word forms (strictyaml.ScalarForm).
+func (e *Expect) FromScalar(word string) error {
 	switch word {
 	case "fail":
 		*e = Expect{Set: true}
@@ -93,7 +94,8 @@ func (e *Expect) fromScalar(word string) error {
 	return nil
 }
 
-func (e *Expect) fromMapping() { e.Set = true }
+// FromMapping marks the mapping form as set (strictyaml.ScalarForm).
+func (e *Expect) FromMapping() { e.Set = true }
 
 // Get returns the expectation, nil for a cell expected to pass.
 func (e Expect) Get() *outcome.Expectation {
@@ -206,7 +208,7 @@ type Config struct {
 	File
 	Path string // the config file
 	Root string // its directory; relative paths resolve here
-	pos  positions
+	pos  strictyaml.Positions
 	// unmatched lists --cell patterns that matched no cell: Validate
 	// reports them instead of silently running nothing.
 	unmatched []string
@@ -244,28 +246,15 @@ func Load(path string, o Overrides) (*Config, error) {
 
 // Parse decodes data as if read from path.
 func Parse(path string, data []byte, o Overrides) (*Config, error) {
-	c := &Config{Path: path, Root: filepath.Dir(path), pos: positions{}}
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil && err.Error() != "EOF" {
-		return nil, fmt.Errorf("%s: %s", path, stripLinePrefixWithLine(err.Error()))
-	}
-	d := &decoder{file: path, pos: c.pos}
-	if root.Kind != 0 {
-		d.decode("", &root, reflectValue(&c.File))
-	}
-	if d.errs != nil {
-		return nil, d.errs.ErrorOrNil()
+	c := &Config{Path: path, Root: filepath.Dir(path)}
+	pos, err := strictyaml.Decode(path, data, &c.File)
+	c.pos = pos
+	if err != nil {
+		return nil, err
 	}
 	c.defaults()
 	c.override(o)
 	return c, nil
-}
-
-// stripLinePrefixWithLine keeps yaml.v3's "line N:" of syntax errors
-// (there is no node to take a column from) but drops its "yaml: " prefix.
-func stripLinePrefixWithLine(msg string) string {
-	return strings.TrimPrefix(msg, "yaml: ")
 }
 
 func (c *Config) defaults() {
@@ -422,9 +411,9 @@ func (c *Config) fromFlag(key, flag string, n int) {
 			delete(c.pos, p)
 		}
 	}
-	c.pos[key] = Pos{Flag: flag}
+	c.pos[key] = strictyaml.Pos{Flag: flag}
 	for i := 0; i < n; i++ {
-		c.pos[fmt.Sprintf("%s[%d]", key, i)] = Pos{Flag: flag}
+		c.pos[fmt.Sprintf("%s[%d]", key, i)] = strictyaml.Pos{Flag: flag}
 	}
 }
 
@@ -481,11 +470,11 @@ func (c *Config) CacheDir() (string, error) {
 }
 
 // Where returns the file position of a config value path, for errors.
-func (c *Config) Where(path string) Pos {
+func (c *Config) Where(path string) strictyaml.Pos {
 	if p, ok := c.pos[path]; ok {
 		return p
 	}
-	return Pos{File: c.Path}
+	return strictyaml.Pos{File: c.Path}
 }
 
 // Catalog is what exists on disk, for validating names.

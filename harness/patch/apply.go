@@ -1,7 +1,6 @@
 package patch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/bluekeyes/go-gitdiff/gitdiff"
 
+	gitrun "github.com/kharness/kharness/harness/internal/git"
 	"github.com/kharness/kharness/harness/outcome"
 )
 
@@ -64,9 +64,9 @@ func (e *ApplyError) Error() string {
 // constant so the same patches on the same base always give the same
 // commit ids, which makes trees comparable across runs and hosts.
 const (
-	defaultName  = "kharness"
-	defaultEmail = "kharness@localhost"
-	defaultDate  = "946684800 +0000" // 2000-01-01T00:00:00Z
+	defaultName  = gitrun.Name
+	defaultEmail = gitrun.Email
+	defaultDate  = gitrun.Date
 )
 
 // Apply applies the sets in order to the git work tree at dir (a checkout whose HEAD is the pristine base),
@@ -121,7 +121,6 @@ func ctxErr(err error) error {
 // gitTree runs git in one work tree with a fixed identity and environment.
 type gitTree struct {
 	dir string
-	env []string
 	log io.Writer
 }
 
@@ -133,7 +132,7 @@ func newGit(ctx context.Context, dir string, log io.Writer) (*gitTree, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
-	g := &gitTree{dir: abs, log: log, env: gitEnv(abs)}
+	g := &gitTree{dir: abs, log: log}
 	top, err := g.run(ctx, nil, nil, "rev-parse", "--show-toplevel")
 	if err != nil && ctx.Err() != nil {
 		return nil, ctxErr(ctx.Err())
@@ -165,50 +164,10 @@ func newGit(ctx context.Context, dir string, log io.Writer) (*gitTree, error) {
 	return g, nil
 }
 
-// gitEnv pins what git reads from the environment: GIT_DIR and friends from
-// a hook or a shell would point git at another repository, a localised git
-// would defeat the parsing of its messages, and a global identity is not
-// required.
-func gitEnv(dir string) []string {
-	keep := map[string]bool{"GIT_EXEC_PATH": true, "GIT_CONFIG_GLOBAL": true, "GIT_CONFIG_SYSTEM": true, "GIT_CONFIG_NOSYSTEM": true}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "GIT_") && !keep[k] && !strings.HasPrefix(k, "GIT_TRACE"):
-		case k == "LANG" || k == "LANGUAGE" || strings.HasPrefix(k, "LC_"):
-		default:
-			env = append(env, kv)
-		}
-	}
-	return append(env,
-		"LC_ALL=C", "GIT_TERMINAL_PROMPT=0", "GIT_CEILING_DIRECTORIES="+filepath.Dir(dir),
-		"GIT_AUTHOR_NAME="+defaultName, "GIT_AUTHOR_EMAIL="+defaultEmail, "GIT_AUTHOR_DATE="+defaultDate,
-		"GIT_COMMITTER_NAME="+defaultName, "GIT_COMMITTER_EMAIL="+defaultEmail, "GIT_COMMITTER_DATE="+defaultDate,
-	)
-}
-
 // run runs git in the tree with stdin and extra environment, returning its
-// combined output. Cancellation sends SIGINT first, so git removes its
-// index.lock before it goes away.
+// combined output (package internal/git: the one git runner).
 func (g *gitTree) run(ctx context.Context, stdin []byte, env []string, args ...string) (string, error) {
-	full := append([]string{"-C", g.dir,
-		"-c", "user.name=" + defaultName, "-c", "user.email=" + defaultEmail,
-		"-c", "commit.gpgSign=false", "-c", "core.hooksPath=/dev/null",
-		"-c", "gc.auto=0", "-c", "maintenance.auto=false",
-	}, args...)
-	cmd := exec.CommandContext(ctx, "git", full...)
-	cmd.Dir = g.dir
-	cmd.Env = append(g.env[:len(g.env):len(g.env)], env...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	err := cmd.Run()
-	return out.String(), err
+	return gitrun.Run(ctx, g.dir, gitrun.Opts{Stdin: stdin, Env: env}, args...)
 }
 
 // failed reports whether err means git ran and said no, as opposed to git

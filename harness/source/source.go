@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/kharness/kharness/harness/cache"
+	gitrun "github.com/kharness/kharness/harness/internal/git"
 	"github.com/kharness/kharness/harness/internal/proc"
 	"github.com/kharness/kharness/harness/outcome"
 )
@@ -97,16 +98,12 @@ type Pristine struct {
 	Spec    Spec
 }
 
-// git runs git with a fixed identity and dates so the same tarball always
-// yields the same pristine commit id.
+// git runs git the one way kharness does (package internal/git: scrubbed
+// environment, fixed identity and dates so the same tarball always yields
+// the same pristine commit id).
 func git(ctx context.Context, dir string, log io.Writer, args ...string) (string, error) {
-	return proc.Output(ctx, proc.Cmd{
-		Dir: dir, Log: log, Name: "git",
-		Args: append([]string{"-c", "user.name=kharness", "-c", "user.email=kharness@localhost",
-			"-c", "core.autocrlf=false", "-c", "gc.auto=0", "-c", "advice.detachedHead=false"}, args...),
-		Env: []string{"GIT_AUTHOR_DATE=2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2000-01-01T00:00:00Z",
-			"GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C"},
-	})
+	out, err := gitrun.Run(ctx, dir, gitrun.Opts{Log: log}, args...)
+	return strings.TrimSpace(out), err
 }
 
 // Prepare makes the pristine commit for s under cacheDir, reusing the

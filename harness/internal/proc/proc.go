@@ -108,7 +108,9 @@ func Output(ctx context.Context, c Cmd) (string, error) {
 // group when told to (its parent, kharness, died, or the context ended) and
 // otherwise passes the command's exit status on. The group gets SIGTERM
 // first, so that make deletes the target it was writing, then SIGKILL.
-const reaper = `trap 'trap "" TERM HUP INT; kill -TERM 0; sleep 1; kill -KILL 0' TERM HUP INT; "$@" & wait $!`
+// The command keeps the shell's stdin (a background job would get
+// /dev/null).
+const reaper = `trap 'trap "" TERM HUP INT; kill -TERM 0; sleep 1; kill -KILL 0' TERM HUP INT; exec 3<&0; "$@" <&3 3<&- & exec 3<&-; wait $!`
 
 // Command is exec.CommandContext for a host tool, with the guarantees of
 // this package: its own process group, killed whole when ctx is done or

@@ -58,3 +58,12 @@ func TestMissingTool(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestStdinReachesTheCommand(t *testing.T) {
+	cmd := Command(context.Background(), "cat")
+	cmd.Stdin = strings.NewReader("patch data\n")
+	out, err := cmd.Output()
+	if err != nil || string(out) != "patch data\n" {
+		t.Errorf("cat through the reaper: %q %v", out, err)
+	}
+}

@@ -1,8 +1,16 @@
-package config
+// Package strictyaml decodes YAML into tagged structs the way every
+// kharness file wants it: unknown keys, duplicate keys and wrong types are
+// errors with file:line:col, every problem is reported at once (not only
+// the first), and the position of each decoded value is kept so that a
+// later validation can point at it too. kharness.yaml, suite manifests and
+// known-issue files all go through it.
+package strictyaml
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strings"
@@ -30,16 +38,32 @@ func (p Pos) String() string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
 }
 
-// positions maps a dotted value path ("cells[1].targets[0]") to where it
+// Positions maps a dotted value path ("cells[1].targets[0]") to where it
 // was written.
-type positions map[string]Pos
+type Positions map[string]Pos
+
+// Decode strictly decodes data, read from file, into v (a pointer to a
+// struct) and returns where each value was written.
+func Decode(file string, data []byte, v any) (Positions, error) {
+	pos := Positions{}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return pos, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	d := &decoder{file: file, pos: pos}
+	if root.Kind != 0 {
+		d.decode("", &root, reflect.ValueOf(v).Elem())
+	}
+	return pos, d.errs.ErrorOrNil()
+}
 
 // decoder decodes a YAML node tree into tagged structs, rejecting unknown
 // keys and wrong types with file:line:col, and collecting every problem
 // instead of stopping at the first.
 type decoder struct {
 	file string
-	pos  positions
+	pos  Positions
 	errs *multierror.Error
 }
 
@@ -62,16 +86,16 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		n = n.Alias
 	}
 	d.at(path, n)
-	if sf, ok := v.Addr().Interface().(scalarForm); ok && n.Kind == yaml.ScalarNode {
-		if err := sf.fromScalar(n.Value); err != nil {
+	if sf, ok := v.Addr().Interface().(ScalarForm); ok && n.Kind == yaml.ScalarNode {
+		if err := sf.FromScalar(n.Value); err != nil {
 			d.errorf(n, "%s: %v", path, err)
 		}
 		return
 	}
 	if v.Kind() == reflect.Struct && !implementsUnmarshaler(v) {
 		d.decodeStruct(path, n, v)
-		if sf, ok := v.Addr().Interface().(scalarForm); ok && n.Kind == yaml.MappingNode {
-			sf.fromMapping()
+		if sf, ok := v.Addr().Interface().(ScalarForm); ok && n.Kind == yaml.MappingNode {
+			sf.FromMapping()
 		}
 		return
 	}
@@ -148,11 +172,11 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 	}
 }
 
-// scalarForm is a struct that may also be written as a single word (e.g.
+// ScalarForm is a struct that may also be written as a single word (e.g.
 // `expect: fail` for `expect: {}`); the mapping form is decoded strictly.
-type scalarForm interface {
-	fromScalar(word string) error
-	fromMapping() // called after the mapping form was decoded
+type ScalarForm interface {
+	FromScalar(word string) error
+	FromMapping() // called after the mapping form was decoded
 }
 
 func implementsUnmarshaler(v reflect.Value) bool {

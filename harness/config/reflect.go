@@ -1,5 +1,0 @@
-package config
-
-import "reflect"
-
-func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
