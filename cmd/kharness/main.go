@@ -18,12 +18,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-isatty"
+
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/initramfs"
 	"github.com/kharness/kharness/harness/outcome"
+	"github.com/kharness/kharness/harness/progress"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/run"
 	"github.com/kharness/kharness/harness/target"
@@ -135,6 +138,13 @@ func signalContext(stderr io.Writer, abort func()) (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
 
+// isTerminal says whether w is a terminal (live progress lines) or a
+// file or pipe (plain periodic lines).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
 func fail(stderr io.Writer, err error) int {
 	o := outcome.Of(err)
 	fmt.Fprintf(stderr, "kharness: %v\n", err)
@@ -224,10 +234,15 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	})
 	defer stop()
-	p, err = run.New(ctx, cfg, stderr)
+	// Long stages show live: one updating line each on a terminal, a
+	// plain line every 30 s otherwise (CI logs).
+	track := progress.New(stderr, progress.Options{Live: isTerminal(stderr), Every: 30 * time.Second})
+	defer track.Close()
+	p, err = run.New(ctx, cfg, track)
 	if err != nil {
 		return fail(stderr, err)
 	}
+	p.Track = track
 	if self, err := os.Executable(); err == nil {
 		p.Self = self
 	}
@@ -239,6 +254,7 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	}
 	start := time.Now()
 	r, store, err := p.Matrix(ctx)
+	track.Close()
 	if err != nil && r == nil {
 		return fail(stderr, err)
 	}
@@ -290,7 +306,7 @@ func bootCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(stderr, err)
 	}
-	ir, err := p.Initramfs(ctx, t, stderr)
+	ir, err := p.Initramfs(ctx, t, stderr, nil)
 	if err != nil {
 		return fail(stderr, err)
 	}

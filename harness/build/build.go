@@ -31,12 +31,47 @@ type Request struct {
 	CCache   string // ccache directory; "" disables ccache
 	BaseDir  string // ccache base_dir: the root under which work trees live
 	Log      io.Writer
+	// OnObject, when set, is told the count of objects made so far (each
+	// Kbuild "  CC foo.o" line), for a progress line.
+	OnObject func(n int)
 }
 
 // Result of a successful build.
 type Result struct {
 	Image    string   // absolute path of the image in BuildDir
 	Warnings []string // compiler warnings, file:line: warning: ...
+	Objects  int      // objects Kbuild made (its CC/AS/LD/AR lines)
+	// Cold is true when the build started from an empty build dir.
+	Cold bool
+}
+
+// objectRe matches Kbuild's quiet-mode line for one made object.
+var objectRe = regexp.MustCompile(`^\s+(CC|AS|LD|AR|CPP|HOSTCC|HOSTLD|OBJCOPY|LDS|CC \[M\])\s+\S`)
+
+// objectCounter counts Kbuild's object lines in what make writes.
+type objectCounter struct {
+	n       int
+	partial []byte
+	on      func(int)
+}
+
+func (c *objectCounter) Write(p []byte) (int, error) {
+	data := append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		if objectRe.Match(data[:i]) {
+			c.n++
+			if c.on != nil {
+				c.on(c.n)
+			}
+		}
+		data = data[i+1:]
+	}
+	c.partial = append(c.partial[:0], data...)
+	return len(p), nil
 }
 
 // Diagnostic is a compiler message from the log.
@@ -142,7 +177,10 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	}
 	args = append(args, r.Target)
 	var captured bytes.Buffer
-	log := io.MultiWriter(r.Log, &captured)
+	objects := &objectCounter{on: r.OnObject}
+	log := io.MultiWriter(r.Log, &captured, objects)
+	_, vmErr := os.Stat(filepath.Join(r.BuildDir, "vmlinux"))
+	cold := vmErr != nil
 	// A build killed midway (kharness SIGKILLed, the host rebooted) can
 	// leave an object half written but newer than its source, which make
 	// then trusts: a kernel that dies before its first line. A marker in
@@ -192,7 +230,7 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	for _, d := range Diagnostics(captured.Bytes(), "warning") {
 		warnings = append(warnings, d.String())
 	}
-	return &Result{Image: img, Warnings: warnings}, nil
+	return &Result{Image: img, Warnings: warnings, Objects: objects.n, Cold: cold}, nil
 }
 
 // hostFaultRe are make/compiler messages about the machine, not the code.

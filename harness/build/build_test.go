@@ -50,3 +50,16 @@ func TestErrorMessage(t *testing.T) {
 		t.Errorf("linker error lost: %s", m)
 	}
 }
+
+func TestObjectCounter(t *testing.T) {
+	var got []int
+	c := &objectCounter{on: func(n int) { got = append(got, n) }}
+	log := "  CC      mm/memory.o\n  CC      mm/highmem.o\n  AR      mm/built-in.a\nmake[2]: Nothing to be done\n  LD      vmlinux.o\n  HOSTCC  scripts/basic/fixdep\n  GEN     Makefile\nmm/x.c:1:2: warning: y\n"
+	// Written in pieces that cut lines in the middle, as a pipe does.
+	for i := 0; i < len(log); i += 7 {
+		c.Write([]byte(log[i:min(i+7, len(log))]))
+	}
+	if c.n != 5 || len(got) != 5 || got[4] != 5 {
+		t.Errorf("counted %d objects (%v), want 5", c.n, got)
+	}
+}

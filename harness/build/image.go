@@ -37,6 +37,8 @@ type ImageRequest struct {
 	Log                   io.Writer
 	LogPath               string
 	Lock                  cache.LockWait
+	// OnObject is told the objects made so far (see Request.OnObject).
+	OnObject func(n int)
 }
 
 // ImageMeta is a cache entry's meta.json. It is written last: its
@@ -51,7 +53,9 @@ type ImageMeta struct {
 	PatchSets []string          `json:"patchsets"`
 	Seconds   float64           `json:"seconds"`
 	Warnings  []string          `json:"warnings"`
-	SHA256    map[string]string `json:"sha256"` // artefact file → checksum
+	Objects   int               `json:"objects"` // what make made (all of them when Cold)
+	Cold      bool              `json:"cold"`    // built from an empty build dir
+	SHA256    map[string]string `json:"sha256"`  // artefact file → checksum
 	Built     time.Time         `json:"built"`
 }
 
@@ -114,12 +118,12 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 	}
 	start := time.Now()
 	res, err := Run(ctx, Request{Src: src, BuildDir: buildDir, Arch: r.Arch, Target: r.MakeTarget, Image: r.ImagePath,
-		Jobs: r.Jobs, CCache: r.CCache, BaseDir: r.CacheDir, Log: r.Log}, r.LogPath)
+		Jobs: r.Jobs, CCache: r.CCache, BaseDir: r.CacheDir, Log: r.Log, OnObject: r.OnObject}, r.LogPath)
 	if err != nil {
 		return nil, err
 	}
 	m := ImageMeta{Key: key, Source: r.Source, Version: r.Version, Compiler: r.Compiler, Target: r.Target,
-		PatchSets: r.PatchSets, Seconds: time.Since(start).Seconds(), Warnings: res.Warnings,
+		PatchSets: r.PatchSets, Seconds: time.Since(start).Seconds(), Warnings: res.Warnings, Objects: res.Objects, Cold: res.Cold,
 		SHA256: map[string]string{}, Built: time.Now().UTC()}
 	if err := cache.CopyFile(res.Image, img.Path); err != nil {
 		return nil, infra(err)
@@ -181,4 +185,29 @@ func infra(err error) error {
 		return outcome.Errorf(outcome.Infra, "disk full: %w", err)
 	}
 	return outcome.Errorf(outcome.Infra, "kernel cache: %w", err)
+}
+
+// Previous is what an earlier cold build of the same target took, for a
+// progress line's total and ETA: the most recent cached entry whose
+// metadata says it was built from an empty build dir.
+func Previous(cacheDir, target string) (objects int, took time.Duration, ok bool) {
+	metas, _ := filepath.Glob(filepath.Join(cacheDir, "kernels", "*", "meta.json"))
+	var best ImageMeta
+	for _, m := range metas {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		var im ImageMeta
+		if json.Unmarshal(b, &im) != nil || im.Target != target || !im.Cold || im.Objects == 0 {
+			continue
+		}
+		if im.Built.After(best.Built) {
+			best = im
+		}
+	}
+	if best.Objects == 0 {
+		return 0, 0, false
+	}
+	return best.Objects, time.Duration(best.Seconds * float64(time.Second)), true
 }

@@ -60,6 +60,14 @@ type Request struct {
 	Lock      cache.LockWait // waiting for another run building the same image
 	// Exec, when set, is the kharness binary to build in (see Build).
 	Exec string
+	// OnPhase, when set, is told what the build is doing now.
+	OnPhase func(phase string)
+}
+
+func (r Request) phase(p string) {
+	if r.OnPhase != nil {
+		r.OnPhase(p)
+	}
 }
 
 // Result is a built or cached image.
@@ -147,6 +155,7 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	}
 	defer os.RemoveAll(tmp)
 	bstart := time.Now()
+	r.phase("go build: agent and suites")
 	if err := r.binaries(ctx, tmp); err != nil {
 		return fail("go build", err)
 	}
@@ -156,6 +165,7 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 		files = append(files, filepath.Join(tmp, s)+":bin/"+s)
 	}
 	logger := llog.New(slog.LevelInfo, func(format string, v ...any) { fmt.Fprintf(r.Log, "initramfs: "+format+"\n", v...) })
+	r.phase("cpio")
 	err = uimage.Create(logger,
 		uimage.WithBaseFile(corePath),
 		uimage.WithFiles(files...),
@@ -232,6 +242,7 @@ func (r Request) core(ctx context.Context, dir string) (string, []string, error)
 		notes = append(notes, fmt.Sprintf("cached u-root core %s failed verification (%v): rebuilt", filepath.Base(out), err))
 	}
 	fmt.Fprintf(r.Log, "initramfs: building the u-root core for %s (once per Go and go.sum)\n", r.GOARCH)
+	r.phase("u-root core (once per Go and go.sum)")
 	if r.Exec != "" {
 		err = buildOutside(ctx, r, out)
 	} else {

@@ -90,6 +90,9 @@ type Cell struct {
 	Dir               string            `json:"dir"`
 	KconfigSHA        string            `json:"kconfig_sha256,omitempty"`
 	Notes             []string          `json:"notes,omitempty"` // host remarks: dropped lines, cache repairs
+	// Timings are the seconds each stage took: source, patch, kconfig,
+	// build, initramfs, boot, and "suite NAME" for each suite in the guest.
+	Timings map[string]float64 `json:"timings,omitempty"`
 	SuiteRuns         []*SuiteRun       `json:"suite_runs,omitempty"`
 	Tests             []*Test           `json:"tests"`
 

@@ -47,6 +47,7 @@ func Summary(w io.Writer, r *Run) {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
+	Timings(w, r)
 	for _, c := range r.Cells {
 		if c.Outcome == outcome.Pass || c.Outcome == outcome.ExpectedFail {
 			continue
@@ -135,4 +136,59 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// stageOrder is the pipeline's order, for the timings table.
+var stageOrder = []string{"source", "patch", "kconfig", "build", "initramfs", "boot"}
+
+// Timings prints the seconds each cell spent in each stage, and in each
+// suite inside the boot (a dash: cached or not reached).
+func Timings(w io.Writer, r *Run) {
+	suites := map[string]bool{}
+	for _, c := range r.Cells {
+		for k := range c.Timings {
+			if strings.HasPrefix(k, "suite ") {
+				suites[k] = true
+			}
+		}
+	}
+	if len(suites) == 0 && !anyTimings(r) {
+		return
+	}
+	var cols []string
+	cols = append(cols, stageOrder...)
+	var ss []string
+	for s := range suites {
+		ss = append(ss, s)
+	}
+	sort.Strings(ss)
+	cols = append(cols, ss...)
+	fmt.Fprintln(w, "\nstage times (s):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := []string{"CELL"}
+	for _, c := range cols {
+		head = append(head, strings.TrimPrefix(c, "suite "))
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, c := range r.Cells {
+		row := []string{c.ID}
+		for _, col := range cols {
+			if v, ok := c.Timings[col]; ok && v >= 0.05 {
+				row = append(row, fmt.Sprintf("%.1f", v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+func anyTimings(r *Run) bool {
+	for _, c := range r.Cells {
+		if len(c.Timings) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/kharness/kharness/harness/kconfig"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/patch"
+	"github.com/kharness/kharness/harness/progress"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/source"
 	"github.com/kharness/kharness/harness/target"
@@ -47,6 +48,8 @@ type Pipeline struct {
 	// Self is the kharness binary, for stages that run in a child process
 	// of their own (the initramfs build); empty runs them in-process.
 	Self string
+	// Track shows the long stages as they go (nil: nobody watches).
+	Track *progress.Tracker
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
@@ -73,6 +76,9 @@ type Kernel struct {
 	Version   string
 	ConfigSHA string
 	Notes     []string // what the cache repaired
+	// Timings are the seconds each stage took for this kernel: source,
+	// patch, kconfig, build (0 or absent when cached).
+	Timings map[string]float64
 }
 
 // New loads the catalog (suites, their declared tests, patch sets) and
@@ -282,7 +288,11 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		return nil, stageErr(StageSource, err)
 	}
 	defer srcLog.Close()
+	timings := map[string]float64{}
+	mark := func(stage string, since time.Time) { timings[stage] += time.Since(since).Seconds() }
+	t0 := time.Now()
 	pr, err := p.Source(ctx, srcLog)
+	mark(StageSource, t0)
 	if err != nil {
 		return nil, stageErr(StageSource, err)
 	}
@@ -328,7 +338,9 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 			}
 			p.logf(c.ID, "patch: applying %d set(s) %v", len(sets), c.PatchSets)
 			actx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+			t0 := time.Now()
 			err = patch.Apply(actx, w.Dir, sets, plog)
+			mark(StagePatch, t0)
 			cancel()
 			plog.Close()
 			if err != nil {
@@ -364,6 +376,8 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		}
 		p.logf(c.ID, "kconfig: %s + %d fragment(s) → olddefconfig", t.BaseConfig, len(frags))
 		kctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+		t0 := time.Now()
+		defer mark(StageKconfig, t0)
 		cfgData, err = kconfig.Configure(kctx, kconfig.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch,
 			Base: t.BaseConfig, Fragments: frags, Log: klog})
 		cancel()
@@ -383,7 +397,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	}
 	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 	sum := sha256.Sum256(cfgData)
-	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version}
+	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
 		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: p.Cfg.Jobs,
@@ -398,17 +412,30 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	}
 	defer blog.Close()
 	req.Log = blog
+	var buildTask *progress.Task
 	req.Tree = func(ctx context.Context) (string, string, func(), error) {
 		w, err := tree()
 		if err != nil {
 			return "", "", nil, err
 		}
 		p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), req.MakeTarget, req.LogPath)
-		return w.Dir, buildDir, w.Release, nil
+		buildTask = p.Track.Start("["+c.ID+"] build", 0, "objects")
+		if _, err := os.Stat(filepath.Join(buildDir, "vmlinux")); err != nil {
+			// A cold build: the last cold build of this target says how
+			// many objects there are and how long it took.
+			if n, took, ok := build.Previous(p.cacheDir, t.Name); ok {
+				buildTask.SetTotal(int64(n))
+				buildTask.Expect(took)
+			}
+		}
+		return w.Dir, buildDir, func() { buildTask.Done(""); w.Release() }, nil
 	}
+	req.OnObject = func(n int) { buildTask.Set(int64(n), "") }
 	bctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Build)
 	defer cancel()
+	t0 = time.Now()
 	img, err := build.GetImage(bctx, req)
+	mark(StageBuild, t0)
 	if err != nil {
 		if bctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 			err = outcome.Errorf(outcome.Infra, "kernel build still running after timeouts.build (%s): %w", p.Cfg.Timeouts.Build, err)
@@ -441,14 +468,14 @@ func pJobs(j int) int {
 
 // Initramfs builds (or finds) the guest image for a target. Every suite
 // that exists goes in, so one image per arch serves every cell.
-func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer) (*initramfs.Result, error) {
+func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer, onPhase func(string)) (*initramfs.Result, error) {
 	var names []string
 	for n := range p.Suites {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	r, err := initramfs.Build(ctx, initramfs.Request{ModuleDir: p.Cfg.Abs(p.Cfg.Dirs.Module), GOARCH: t.GOARCH,
-		Suites: names, CacheDir: p.cacheDir, Log: log, Lock: p.lockWait(""), Exec: p.Self})
+		Suites: names, CacheDir: p.cacheDir, Log: log, Lock: p.lockWait(""), Exec: p.Self, OnPhase: onPhase})
 	if err != nil {
 		return nil, stageErr(StageInitramfs, err)
 	}
@@ -645,6 +672,14 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	dir := store.CellDir(c.ID)
 	t, _ := target.Lookup(c.Target)
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "start"})
+	timing := func(stage string, seconds float64) {
+		store.Update(func(*results.Run) {
+			if rc.Timings == nil {
+				rc.Timings = map[string]float64{}
+			}
+			rc.Timings[stage] += seconds
+		})
+	}
 	k, err := p.Kernel(ctx, c, dir)
 	if err != nil {
 		p.fail(store, rc, err)
@@ -653,21 +688,28 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
 	store.Update(func(*results.Run) {
 		rc.KernelKey, rc.KernelCached, rc.BuildWarnings, rc.KernelVersion = k.Key, k.Cached, k.Warnings, k.Version
+		rc.KconfigSHA = k.ConfigSHA
 		if !k.Cached {
 			rc.BuildSeconds = k.Seconds
 		}
 	})
+	for stage, sec := range k.Timings {
+		timing(stage, sec)
+	}
 	ilog, err := os.Create(filepath.Join(dir, "initramfs.log"))
 	if err != nil {
 		p.fail(store, rc, stageErr(StageInitramfs, outcome.Errorf(outcome.Infra, "%w", err)))
 		return
 	}
-	ir, err := p.Initramfs(ctx, t, ilog)
+	itask := p.Track.Start("["+c.ID+"] initramfs", 0, "")
+	ir, err := p.Initramfs(ctx, t, ilog, func(phase string) { itask.Set(0, phase) })
+	itask.Done("")
 	ilog.Close()
 	if err != nil {
 		p.fail(store, rc, err)
 		return
 	}
+	timing(StageInitramfs, ir.Duration.Seconds())
 	p.logf(c.ID, "initramfs: %s (%s, cached=%v)", filepath.Base(ir.Path), ir.Duration.Round(time.Millisecond), ir.Cached)
 	for _, n := range append(k.Notes, ir.Notes...) {
 		p.logf(c.ID, "cache: %s", n)
@@ -685,16 +727,35 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	})
 	p.logf(c.ID, "boot: %s under %s (%s), suites %v", t.QEMU, accel, why, c.Suites)
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: "start", Message: string(accel)})
+	// The boot's progress: tests done of those the cell selects, and the
+	// running one with its time and loop count.
+	total := 0
+	for _, s := range spec.Guest.Suites {
+		total += p.selected(s)
+	}
+	btask := p.Track.Start("["+c.ID+"] tests", int64(total), "tests")
+	finished := 0
+	var running string
+	var runningSince time.Time
 	br, err := boot.Run(ctx, spec, func(e event.Event) {
 		ev := e
 		store.Append(results.Record{Cell: c.ID, Kind: "guest", Event: &ev})
-		if e.Type == event.Progress {
+		switch e.Type {
+		case event.TestStart:
+			running, runningSince = Printable(e.Suite+"/"+e.Test), time.Now()
+			btask.Set(int64(finished), running)
+		case event.Progress:
+			btask.Set(int64(finished), fmt.Sprintf("%s %s, %d iterations", running, time.Since(runningSince).Round(time.Second), e.Iterations))
 			return // heartbeats are on disk; results.json is not rewritten for each
+		case event.SuiteEnd:
+			timing("suite "+e.Suite, float64(e.DurationMS)/1000)
 		}
 		var done *results.Test
 		store.Update(func(*results.Run) { done = rc.Apply(e) })
 		switch {
 		case done != nil:
+			finished++
+			btask.Set(int64(finished), "")
 			p.logf(c.ID, "%s/%s: %s", done.Suite, done.Name, done.Outcome)
 		case e.Type == event.SuiteEnd && e.Result != event.Pass:
 			p.logf(c.ID, "suite %s: %s %s", e.Suite, e.Result, e.Message)
@@ -702,10 +763,12 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 			p.logf(c.ID, "guest: %s", e.Message)
 		}
 	})
+	btask.Done("")
 	if err != nil {
 		p.fail(store, rc, stageErr(StageBoot, err))
 		return
 	}
+	timing(StageBoot, br.Duration.Seconds())
 	store.Update(func(*results.Run) {
 		rc.BootSeconds = br.Duration.Seconds()
 		rc.FirstEventSeconds = br.FirstEvent.Seconds()
