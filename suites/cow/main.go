@@ -1,6 +1,7 @@
 // Command cow checks that pages pinned for DMA stay the pages the
 // process sees across fork(), and the copy-on-write rules around them
-// (see suite.yaml and /work/shared/notes §1c/§3c):
+// (see suite.yaml and the COW-of-pinned-pages design thread this
+// suite follows):
 //
 //   - cow-*: plain COW after fork, both write orders, with and without
 //     the mprotect optimisation; small pages, PMD- and PTE-mapped THP.

@@ -17,7 +17,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,45 +25,8 @@ import (
 
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/internal/uffd"
+	"github.com/kharness/kharness/suites/suitetest"
 )
-
-// hostTB adapts testing.T: failures are collected (negative tests expect
-// them) and logged, Fatalf/Skipf end the body's goroutine.
-type hostTB struct {
-	t        *testing.T
-	deadline time.Time
-	mu       sync.Mutex
-	errs     []string
-	skip     string
-	metrics  map[string]float64
-}
-
-func (h *hostTB) Errorf(f string, a ...any) {
-	msg := fmt.Sprintf(f, a...)
-	h.mu.Lock()
-	h.errs = append(h.errs, msg)
-	h.mu.Unlock()
-	h.t.Log("FAIL: " + msg)
-}
-
-func (h *hostTB) Fatalf(f string, a ...any) { h.Errorf(f, a...); runtime.Goexit() }
-
-func (h *hostTB) Skipf(f string, a ...any) {
-	h.mu.Lock()
-	h.skip = fmt.Sprintf(f, a...)
-	h.mu.Unlock()
-	runtime.Goexit()
-}
-
-func (h *hostTB) Logf(f string, a ...any) { h.t.Logf(f, a...) }
-
-func (h *hostTB) Metric(name string, v float64) {
-	h.mu.Lock()
-	h.metrics[name] = v
-	h.mu.Unlock()
-}
-
-func (h *hostTB) Running() bool { return time.Now().Before(h.deadline) }
 
 // hostEnv is the real environment with the driver replaced by fakes and
 // the i386-only expectations off (this host is not an i386 HIGHMEM
@@ -86,9 +48,9 @@ func hostEnv(t *testing.T, fake *fakeDriver) *env {
 }
 
 // runBody runs a test body for d and returns the collected results.
-func runBody(t *testing.T, body func(*tcase), e *env, d time.Duration) *hostTB {
+func runBody(t *testing.T, body func(*tcase), e *env, d time.Duration) *suitetest.T {
 	t.Helper()
-	h := &hostTB{t: t, deadline: time.Now().Add(d), metrics: map[string]float64{}}
+	h := suitetest.New(t, t.Name(), d)
 	c := &tcase{tb: h, name: t.Name(), intensity: 1, seed: time.Now().UnixNano(), env: e}
 	done := make(chan struct{})
 	go func() {
@@ -101,7 +63,7 @@ func runBody(t *testing.T, body func(*tcase), e *env, d time.Duration) *hostTB {
 	case <-time.After(d + 2*time.Minute):
 		t.Fatalf("body still running 2 minutes after its deadline: %s", c.inflight.String())
 	}
-	t.Logf("metrics: %v", h.metrics)
+	t.Logf("metrics: %v", h.Metrics())
 	return h
 }
 
@@ -267,18 +229,18 @@ func TestHostDriverTests(t *testing.T) {
 			fake := &fakeDriver{}
 			e := hostEnv(t, fake)
 			h := runBody(t, tc.body, e, 1500*time.Millisecond)
-			if h.skip != "" {
-				t.Fatalf("skipped: %s", h.skip)
+			if h.Skipped() != "" {
+				t.Fatalf("skipped: %s", h.Skipped())
 			}
-			if len(h.errs) > 0 {
-				t.Fatalf("%d failures, first: %s", len(h.errs), h.errs[0])
+			if len(h.Errors()) > 0 {
+				t.Fatalf("%d failures, first: %s", len(h.Errors()), h.Errors()[0])
 			}
 			for _, m := range tc.nonzero {
-				if h.metrics[m] <= 0 {
-					t.Errorf("metric %s = %v, want > 0", m, h.metrics[m])
+				if h.Metrics()[m] <= 0 {
+					t.Errorf("metric %s = %v, want > 0", m, h.Metrics()[m])
 				}
 			}
-			if tc.name == "driver-uffd-fault" && len(e.cpus) > 1 && h.metrics["affinity_moves"] == 0 {
+			if tc.name == "driver-uffd-fault" && len(e.cpus) > 1 && h.Metrics()["affinity_moves"] == 0 {
 				t.Errorf("no blocked thread was moved to another CPU")
 			}
 		})
@@ -332,8 +294,8 @@ func TestHostDriverDefects(t *testing.T) {
 			}
 			fake := &fakeDriver{inject: tc.inject}
 			h := runBody(t, tc.body, hostEnv(t, fake), 700*time.Millisecond)
-			all := strings.Join(h.errs, "\n")
-			if len(h.errs) == 0 {
+			all := strings.Join(h.Errors(), "\n")
+			if len(h.Errors()) == 0 {
 				t.Fatal("the defect went unnoticed")
 			}
 			for _, w := range tc.want {
@@ -341,7 +303,7 @@ func TestHostDriverDefects(t *testing.T) {
 					t.Errorf("no failure mentions %q; got:\n%s", w, all)
 				}
 			}
-			for _, e := range h.errs {
+			for _, e := range h.Errors() {
 				if strings.Contains(e, "more failures not shown") || strings.Contains(e, "reports errors during") {
 					continue
 				}
@@ -381,11 +343,11 @@ func TestHostDriverMissing(t *testing.T) {
 			e.cfgErr = errors.New("no /proc/config.gz")
 		}
 		h := runBody(t, driverNest, e, time.Second)
-		if tc.wantSkip && (h.skip == "" || len(h.errs) > 0 || !strings.Contains(h.skip, tc.word)) {
-			t.Errorf("%s: skip %q errs %v, want a skip naming %q", tc.name, h.skip, h.errs, tc.word)
+		if tc.wantSkip && (h.Skipped() == "" || len(h.Errors()) > 0 || !strings.Contains(h.Skipped(), tc.word)) {
+			t.Errorf("%s: skip %q errs %v, want a skip naming %q", tc.name, h.Skipped(), h.Errors(), tc.word)
 		}
-		if !tc.wantSkip && (h.skip != "" || len(h.errs) != 1 || !strings.Contains(h.errs[0], tc.word) || !strings.Contains(h.errs[0], kmtRunPath+" missing")) {
-			t.Errorf("%s: skip %q errs %v, want one failure naming %q", tc.name, h.skip, h.errs, tc.word)
+		if !tc.wantSkip && (h.Skipped() != "" || len(h.Errors()) != 1 || !strings.Contains(h.Errors()[0], tc.word) || !strings.Contains(h.Errors()[0], kmtRunPath+" missing")) {
+			t.Errorf("%s: skip %q errs %v, want one failure naming %q", tc.name, h.Skipped(), h.Errors(), tc.word)
 		}
 	}
 }
@@ -414,15 +376,15 @@ func TestHostUserspaceTests(t *testing.T) {
 				t.Skip("needs root")
 			}
 			h := runBody(t, tc.body, hostEnv(t, nil), 1500*time.Millisecond)
-			if h.skip != "" {
-				t.Skipf("skipped: %s", h.skip)
+			if h.Skipped() != "" {
+				t.Skipf("skipped: %s", h.Skipped())
 			}
-			if len(h.errs) > 0 {
-				t.Fatalf("%d failures, first: %s", len(h.errs), h.errs[0])
+			if len(h.Errors()) > 0 {
+				t.Fatalf("%d failures, first: %s", len(h.Errors()), h.Errors()[0])
 			}
 			for _, m := range tc.nonzero {
-				if h.metrics[m] <= 0 {
-					t.Errorf("metric %s = %v, want > 0", m, h.metrics[m])
+				if h.Metrics()[m] <= 0 {
+					t.Errorf("metric %s = %v, want > 0", m, h.Metrics()[m])
 				}
 			}
 		})
@@ -433,7 +395,7 @@ func TestHostUserspaceTests(t *testing.T) {
 // view changes behind its back — simulated by rewriting a stamp the
 // child wrote into the parent's expectation.
 func TestForkDetectsCorruption(t *testing.T) {
-	h := &hostTB{t: t, deadline: time.Now().Add(time.Second), metrics: map[string]float64{}}
+	h := suitetest.New(t, t.Name(), time.Second)
 	c := &tcase{tb: h, name: t.Name(), intensity: 1, env: hostEnv(t, nil)}
 	done := make(chan error, 1)
 	go func() {

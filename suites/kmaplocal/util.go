@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kharness/kharness/suites/suite"
 )
 
 var pageSize = os.Getpagesize()
@@ -146,16 +148,9 @@ func usableCPUs() ([]int, error) {
 
 // --- reporting ----------------------------------------------------------
 
-// tb is what a test body needs from its runner: *suite.T in the guest, an
-// adapter over *testing.T in host unit tests.
-type tb interface {
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Skipf(format string, args ...any)
-	Logf(format string, args ...any)
-	Metric(name string, v float64)
-	Running() bool
-}
+// tb is what a test body needs from its runner (suite.TB: *suite.T in the
+// guest, suitetest.T in host unit tests).
+type tb = suite.TB
 
 // tcase is one running test: its runner, parameters and environment, and
 // a failure limiter — a broken kernel must produce a readable report, not

@@ -321,3 +321,21 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// TB is what a test body needs from its runner: *T in the guest, a
+// suitetest.T over *testing.T in the host's unit tests. Fatalf and Skipf
+// end the calling goroutine (runtime.Goexit), so only the test goroutine
+// calls them; helper goroutines return errors instead.
+type TB interface {
+	Name() string
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Logf(format string, args ...any)
+	Metric(name string, v float64)
+	Running() bool
+	Params() Params
+	Context() context.Context
+}
+
+var _ TB = (*T)(nil)

@@ -8,61 +8,20 @@ package main
 // are left to the guest (checkFeatures only compares on 6.12).
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/suites/internal/uffd"
-	"github.com/kharness/kharness/suites/suite"
+	"github.com/kharness/kharness/suites/suitetest"
 )
 
-// hostTB adapts testing.T to tb: failures are collected, Fatalf and Skipf
-// end the body's goroutine as they do in the guest.
-type hostTB struct {
-	t        *testing.T
-	name     string
-	deadline time.Time
-	mu       sync.Mutex
-	errs     []string
-	skip     string
-	metrics  map[string]float64
-}
-
-func (h *hostTB) Name() string { return h.name }
-func (h *hostTB) Errorf(f string, a ...any) {
-	h.mu.Lock()
-	h.errs = append(h.errs, fmt.Sprintf(f, a...))
-	h.mu.Unlock()
-}
-func (h *hostTB) Fatalf(f string, a ...any) { h.Errorf(f, a...); runtime.Goexit() }
-func (h *hostTB) Skipf(f string, a ...any) {
-	h.mu.Lock()
-	h.skip = fmt.Sprintf(f, a...)
-	h.mu.Unlock()
-	runtime.Goexit()
-}
-func (h *hostTB) Logf(f string, a ...any) { h.t.Logf(f, a...) }
-func (h *hostTB) Metric(name string, v float64) {
-	h.mu.Lock()
-	h.metrics[name] = v
-	h.mu.Unlock()
-}
-func (h *hostTB) Running() bool { return time.Now().Before(h.deadline) }
-func (h *hostTB) Params() suite.Params {
-	return suite.Params{Duration: time.Second, Intensity: 1, Seed: 1}
-}
-func (h *hostTB) Context() context.Context { return context.Background() }
-
 // runHost runs body like the suite does and returns the collected tb.
-func runHost(t *testing.T, name string, body func(c *tcase)) *hostTB {
-	h := &hostTB{t: t, name: name, deadline: time.Now().Add(time.Second), metrics: map[string]float64{}}
+func runHost(t *testing.T, name string, body func(c *tcase)) *suitetest.T {
+	h := suitetest.New(t, name, time.Second)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -113,14 +72,14 @@ func TestHostBodies(t *testing.T) {
 	for _, tc := range tests() {
 		t.Run(tc.Name, func(t *testing.T) {
 			h := runHost(t, tc.Name, bodies()[tc.Name])
-			for k, v := range h.metrics {
+			for k, v := range h.Metrics() {
 				t.Logf("metric %s = %g", k, v)
 			}
-			if len(h.errs) > 0 {
-				t.Errorf("%s failed on the host:\n%s", tc.Name, strings.Join(h.errs, "\n"))
+			if len(h.Errors()) > 0 {
+				t.Errorf("%s failed on the host:\n%s", tc.Name, strings.Join(h.Errors(), "\n"))
 			}
-			if h.skip != "" {
-				t.Skip(h.skip)
+			if h.Skipped() != "" {
+				t.Skip(h.Skipped())
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -15,21 +14,9 @@ import (
 	"github.com/kharness/kharness/suites/suite"
 )
 
-// tb is what a test body needs from its runner: *suite.T in the guest,
-// an adapter over *testing.T in the host tests. Fatalf and Skipf end the
-// calling goroutine (runtime.Goexit), so they are only called from the
-// test goroutine; helper threads return errors instead.
-type tb interface {
-	Name() string
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Skipf(format string, args ...any)
-	Logf(format string, args ...any)
-	Metric(name string, v float64)
-	Running() bool
-	Params() suite.Params
-	Context() context.Context
-}
+// tb is what a test body needs from its runner (suite.TB: *suite.T in the
+// guest, suitetest.T in the host tests).
+type tb = suite.TB
 
 // Waits. TCG guests are slow and a woken thread must still be scheduled,
 // so "finishes" waits are long; they only cost time when a kernel bug
