@@ -255,5 +255,4 @@ func (task *Task) end(msg string) {
 	}
 }
 
-
 func roundDur(d time.Duration) string { return d.Round(time.Second).String() }

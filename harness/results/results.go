@@ -92,9 +92,9 @@ type Cell struct {
 	Notes             []string          `json:"notes,omitempty"` // host remarks: dropped lines, cache repairs
 	// Timings are the seconds each stage took: source, patch, kconfig,
 	// build, initramfs, boot, and "suite NAME" for each suite in the guest.
-	Timings map[string]float64 `json:"timings,omitempty"`
-	SuiteRuns         []*SuiteRun       `json:"suite_runs,omitempty"`
-	Tests             []*Test           `json:"tests"`
+	Timings   map[string]float64 `json:"timings,omitempty"`
+	SuiteRuns []*SuiteRun        `json:"suite_runs,omitempty"`
+	Tests     []*Test            `json:"tests"`
 
 	progress event.Event // the last heartbeat
 }
