@@ -130,6 +130,9 @@ func (c *Cell) Finish(b Boot) {
 		}
 		running := c.ranPastEnd(sr)
 		switch {
+		case len(sr.Declared) == 0 && (sr.Ended || guestDone) && !c.anyReported(name):
+			problems = append(problems, fmt.Sprintf("suite %s declared no tests: %s", name, orElse(sr.Message, "its binary never said which it runs")))
+			worst = append(worst, outcome.TestFail)
 		case !sr.Ended && guestDone:
 			problems = append(problems, fmt.Sprintf("suite %s started but never ended", name))
 			worst = append(worst, outcome.TestFail)
@@ -215,6 +218,22 @@ func (c *Cell) anyFailed(suite string) bool {
 		}
 	}
 	return false
+}
+
+func (c *Cell) anyReported(suite string) bool {
+	for _, t := range c.Tests {
+		if t.Suite == suite {
+			return true
+		}
+	}
+	return false
+}
+
+func orElse(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
 }
 
 func (c *Cell) anyPassed() bool {

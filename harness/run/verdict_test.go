@@ -64,7 +64,7 @@ func TestVerdictThroughBoot(t *testing.T) {
 				ev(`{"type":"suite-end","suite":"cow","result":"fail","message":"suite exited: signal: segmentation fault"}`) + done,
 			outcome.TestFail, outcome.Mismatch},
 		{"suite-end fail (/bin/cow: no such file), 0 tests",
-			hello + ev(`{"type":"suite-start","suite":"cow"}`) + ev(`{"type":"suite-end","suite":"cow","result":"fail","message":"/bin/cow -list: fork/exec /bin/cow: no such file or directory"}`) + done,
+			hello + ev(`{"type":"suite-start","suite":"cow"}`) + ev(`{"type":"suite-end","suite":"cow","result":"fail","message":"start /bin/cow: fork/exec /bin/cow: no such file or directory"}`) + done,
 			outcome.TestFail, outcome.Mismatch},
 		{"suite-end timeout while no test runs",
 			hello + cowStart + ev(`{"type":"suite-end","suite":"cow","result":"timeout","message":"suite cow killed after its 5m0s deadline"}`) + done,

@@ -133,25 +133,6 @@ func numCPU() int {
 	return set.Count()
 }
 
-// declared asks the suite binary which tests this run selects.
-func declared(bin string, s guest.Suite) ([]string, error) {
-	argv := []string{"-list"}
-	if s.Tests != "" {
-		argv = append(argv, "-run="+s.Tests)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, argv...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return nil, fmt.Errorf("%s -list: %w", bin, err)
-	}
-	return strings.Fields(string(out)), nil
-}
-
 // suite runs one suite binary, relaying its events and adding the kernel
 // log each test produced.
 func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
@@ -165,13 +146,18 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 	end := func(res event.Result, msg string) {
 		a.emit(event.Event{Type: event.SuiteEnd, Suite: name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
 	}
-	tests, err := declared(bin, s)
-	if err != nil {
-		a.emit(event.Event{Type: event.SuiteStart, Suite: name})
-		end(event.Fail, err.Error())
-		return
+	// The suite declares its tests itself (its first event, a SuiteStart
+	// with the tests this run selects); a binary that dies or is missing
+	// before that gets an empty SuiteStart from here, so the host sees the
+	// suite and its failure.
+	declared := false
+	endSuite := func(res event.Result, msg string) {
+		if !declared {
+			a.emit(event.Event{Type: event.SuiteStart, Suite: name})
+			declared = true
+		}
+		end(res, msg)
 	}
-	a.emit(event.Event{Type: event.SuiteStart, Suite: name, Tests: tests})
 	argv := []string{"-duration=" + args.Duration.String(), fmt.Sprintf("-intensity=%d", args.Intensity),
 		"-heartbeat=" + args.Heartbeat.String(), fmt.Sprintf("-scale=%g", args.Scale)}
 	if s.Tests != "" {
@@ -181,7 +167,7 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 	defer cancel()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		end(event.Fail, err.Error())
+		endSuite(event.Fail, err.Error())
 		return
 	}
 	// The suite waits on ack after each test start until the agent has
@@ -192,7 +178,7 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 	if err != nil {
 		pr.Close()
 		pw.Close()
-		end(event.Fail, err.Error())
+		endSuite(event.Fail, err.Error())
 		return
 	}
 	defer ackW.Close()
@@ -206,7 +192,7 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 		pw.Close()
 		pr.Close()
 		ackR.Close()
-		end(event.Fail, fmt.Sprintf("start %s: %v", bin, err))
+		endSuite(event.Fail, fmt.Sprintf("start %s: %v", bin, err))
 		return
 	}
 	pw.Close()
@@ -230,6 +216,11 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 			break
 		}
 		switch e.Type {
+		case event.SuiteStart:
+			if declared {
+				continue // only the first declaration counts
+			}
+			declared = true
 		case event.TestStart:
 			kmsgStart = kmsgLastSeq()
 			cur := e
@@ -261,23 +252,23 @@ func (a *agent) suite(s guest.Suite, args guest.BootArgs) {
 		msg := fmt.Sprintf("test %s outran its deadline of %s: suite %s stopped", running.Test, args.TestDeadline, name)
 		a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
 			Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
-		end(event.Timeout, msg)
+		endSuite(event.Timeout, msg)
 	case ctx.Err() != nil:
 		msg := fmt.Sprintf("suite %s killed after its %s deadline", name, deadline)
 		if running != nil {
 			a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Timeout,
 				Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
 		}
-		end(event.Timeout, msg)
+		endSuite(event.Timeout, msg)
 	case running != nil:
 		msg := fmt.Sprintf("suite exited during test %s: %v", running.Test, werr)
 		a.emit(event.Event{Type: event.TestEnd, Suite: name, Test: running.Test, Result: event.Fail,
 			Message: msg, Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(running.Time).Milliseconds()})
-		end(event.Fail, msg)
+		endSuite(event.Fail, msg)
 	case werr != nil:
-		end(event.Fail, fmt.Sprintf("suite exited: %v", werr))
+		endSuite(event.Fail, fmt.Sprintf("suite exited: %v", werr))
 	default:
-		end(event.Pass, "")
+		endSuite(event.Pass, "")
 	}
 }
 

@@ -194,6 +194,15 @@ func run(name string, args []string, tests []Test) int {
 	ew, closeEvents := eventsWriter()
 	defer closeEvents()
 	ack := ackFile()
+	// The suite declares what this run selects before anything runs: the
+	// host counts every declared test that never reports as a failure.
+	var selected []string
+	for _, tc := range tests {
+		if re == nil || re.MatchString(tc.Name) {
+			selected = append(selected, tc.Name)
+		}
+	}
+	ew.Emit(event.Event{Type: event.SuiteStart, Suite: name, Tests: selected})
 	p := Params{Duration: *dur, Intensity: *intensity, Seed: *seed, Scale: *scale}
 	fmt.Fprintf(os.Stdout, "%s: duration=%s intensity=%d scale=%g seed=%d arch=%s\n", name, p.Duration, p.Intensity, p.Scale, p.Seed, runtime.GOARCH)
 	failed := false
