@@ -14,13 +14,17 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"gopkg.in/yaml.v3"
 
 	"github.com/kharness/kharness/harness/boot"
+	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
 	"github.com/kharness/kharness/harness/guest"
@@ -166,6 +170,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return matrixCmd(cmd, rest, stdout, stderr)
 	case "doctor":
 		return doctorCmd(rest, stdout, stderr)
+	case "cache":
+		return cacheCmd(rest, stdout, stderr)
 	case initramfs.InternalCommand:
 		// A child of kharness building an initramfs (see initramfs.Build).
 		if len(rest) != 1 {
@@ -181,6 +187,72 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "kharness: unknown command %q\n\n", cmd)
 	usage(stderr)
 	return outcome.ConfigError.ExitCode()
+}
+
+// cacheCmd is `kharness cache du` (what the cache holds, by kind and
+// entry) and `kharness cache prune [--max SIZE]` (least recently used
+// entries out until it fits).
+func cacheCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "du" && args[0] != "prune") {
+		fmt.Fprintln(stderr, "usage: kharness cache du|prune [-c FILE] [--cache DIR] [--max SIZE]")
+		return outcome.ConfigError.ExitCode()
+	}
+	fs := flag.NewFlagSet("cache "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "kharness.yaml", "config file")
+	dir := fs.String("cache", "", "cache directory (default from the config, $KHARNESS_CACHE or ~/.cache/kharness)")
+	maxFlag := fs.String("max", "", "prune down to this size (default: the config's cache_max)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return outcome.ConfigError.ExitCode()
+	}
+	cfg, err := config.Load(*cfgPath, config.Overrides{Cache: *dir})
+	if err != nil {
+		return fail(stderr, outcome.Errorf(outcome.ConfigError, "%w", err))
+	}
+	root, err := cfg.CacheDir()
+	if err != nil {
+		return fail(stderr, outcome.Errorf(outcome.ConfigError, "%w", err))
+	}
+	if args[0] == "prune" {
+		max := int64(cfg.CacheMax)
+		if *maxFlag != "" {
+			var s config.Size
+			if err := yaml.Unmarshal([]byte(*maxFlag), &s); err != nil {
+				return fail(stderr, outcome.Errorf(outcome.ConfigError, "--max %q: %w", *maxFlag, err))
+			}
+			max = int64(s)
+		}
+		removed, err := cache.Prune(root, max, nil, stdout)
+		fmt.Fprintf(stdout, "removed %d entries\n", len(removed))
+		if err != nil {
+			return fail(stderr, outcome.Errorf(outcome.Infra, "%w", err))
+		}
+	}
+	entries, err := cache.Usage(root)
+	if err != nil {
+		return fail(stderr, outcome.Errorf(outcome.Infra, "%w", err))
+	}
+	byKind := map[string]int64{}
+	var total int64
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tSIZE\tLAST USED\tENTRY")
+	for _, e := range entries {
+		byKind[e.Kind] += e.Bytes
+		total += e.Bytes
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Kind, cache.HumanBytes(e.Bytes), e.LastUsed.Format("2006-01-02 15:04"), filepath.Base(e.Path))
+	}
+	tw.Flush()
+	var kinds []string
+	for k := range byKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	fmt.Fprintf(stdout, "\n%s: %s in all (budget %s):", root, cache.HumanBytes(total), cache.HumanBytes(int64(cfg.CacheMax)))
+	for _, k := range kinds {
+		fmt.Fprintf(stdout, " %s %s;", k, cache.HumanBytes(byKind[k]))
+	}
+	fmt.Fprintln(stdout)
+	return 0
 }
 
 func doctorCmd(args []string, stdout, stderr io.Writer) int {

@@ -29,8 +29,10 @@ type Request struct {
 	Image    string // output path relative to BuildDir
 	Jobs     int    // 0 = nproc+1
 	CCache   string // ccache directory; "" disables ccache
-	BaseDir  string // ccache base_dir: the root under which work trees live
-	Log      io.Writer
+	// CCacheMax bounds ccache (its max_size); 0 keeps ccache's default.
+	CCacheMax int64
+	BaseDir   string // ccache base_dir: the root under which work trees live
+	Log       io.Writer
 	// OnObject, when set, is told the count of objects made so far (each
 	// Kbuild "  CC foo.o" line), for a progress line.
 	OnObject func(n int)
@@ -171,6 +173,9 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	if r.CCache != "" && CCacheAvailable() {
 		args = append(args, "CC=ccache gcc", "HOSTCC=ccache gcc")
 		env = append(env, "CCACHE_DIR="+r.CCache, "CCACHE_NOHASHDIR=1", "CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime")
+		if r.CCacheMax > 0 {
+			env = append(env, fmt.Sprintf("CCACHE_MAXSIZE=%dk", r.CCacheMax>>10))
+		}
 		if r.BaseDir != "" {
 			env = append(env, "CCACHE_BASEDIR="+r.BaseDir)
 		}

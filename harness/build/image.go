@@ -34,6 +34,7 @@ type ImageRequest struct {
 	MakeTarget, ImagePath string
 	Jobs                  int
 	CCache                string
+	CCacheMax             int64
 	Log                   io.Writer
 	LogPath               string
 	Lock                  cache.LockWait
@@ -94,6 +95,7 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 	switch {
 	case err == nil:
 		img.Cached, img.Meta = true, *meta
+		cache.Touch(dir) // most recently used, for the cache budget
 		return img, nil
 	case !errors.Is(err, os.ErrNotExist):
 		img.Notes = append(img.Notes, fmt.Sprintf("cached kernel %s failed verification (%v): rebuilt", key[:12], err))
@@ -118,7 +120,7 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 	}
 	start := time.Now()
 	res, err := Run(ctx, Request{Src: src, BuildDir: buildDir, Arch: r.Arch, Target: r.MakeTarget, Image: r.ImagePath,
-		Jobs: r.Jobs, CCache: r.CCache, BaseDir: r.CacheDir, Log: r.Log, OnObject: r.OnObject}, r.LogPath)
+		Jobs: r.Jobs, CCache: r.CCache, CCacheMax: r.CCacheMax, BaseDir: r.CacheDir, Log: r.Log, OnObject: r.OnObject}, r.LogPath)
 	if err != nil {
 		return nil, err
 	}

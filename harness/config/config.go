@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 
@@ -106,6 +107,19 @@ func (e Expect) Get() *outcome.Expectation {
 	return &x
 }
 
+// Size is a number of bytes written as "25G", "500M" or "1.5 GiB".
+type Size int64
+
+// UnmarshalYAML reads a size with a unit.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := humanize.ParseBytes(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a size such as 25G or 500M: %w", err)
+	}
+	*s = Size(v)
+	return nil
+}
+
 // Timeouts are the base deadlines under KVM; TCG multiplies them (Plan).
 type Timeouts struct {
 	Boot     time.Duration `yaml:"boot"`      // QEMU start to the agent's hello
@@ -196,7 +210,11 @@ type File struct {
 	Jobs      int           `yaml:"jobs"`
 	// KeepTrees bounds the patched source trees kept in the cache (2-3 GB
 	// each with their build directories); the least recently used go.
-	KeepTrees int      `yaml:"keep_trees"`
+	KeepTrees int `yaml:"keep_trees"`
+	// CacheMax bounds the whole cache (trees, kernels, initramfs images,
+	// sources; least recently used first); CCacheMax bounds ccache.
+	CacheMax  Size     `yaml:"cache_max"`
+	CCacheMax Size     `yaml:"ccache_max"`
 	Cmdline   []string `yaml:"cmdline"` // extra kernel args for every boot
 	Timeouts  Timeouts `yaml:"timeouts"`
 	Dirs      Dirs     `yaml:"dirs"`
@@ -279,6 +297,12 @@ func (c *Config) defaults() {
 	}
 	if f.KeepTrees == 0 {
 		f.KeepTrees = 6
+	}
+	if f.CacheMax == 0 {
+		f.CacheMax = 25 << 30
+	}
+	if f.CCacheMax == 0 {
+		f.CCacheMax = 5 << 30
 	}
 	if f.Accel == "" {
 		f.Accel = "auto"

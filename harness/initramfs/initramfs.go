@@ -129,6 +129,7 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	switch err := verify(out); {
 	case err == nil:
 		res.Cached, res.Duration = true, time.Since(start)
+		cache.Touch(out) // most recently used, for the cache budget
 		return res, nil
 	case !errors.Is(err, os.ErrNotExist):
 		res.Notes = append(res.Notes, fmt.Sprintf("cached initramfs %s failed verification (%v): rebuilt", filepath.Base(out), err))
@@ -237,6 +238,7 @@ func (r Request) core(ctx context.Context, dir string) (string, []string, error)
 	var notes []string
 	switch err := verify(out); {
 	case err == nil:
+		cache.Touch(out)
 		return out, nil, nil
 	case !errors.Is(err, os.ErrNotExist):
 		notes = append(notes, fmt.Sprintf("cached u-root core %s failed verification (%v): rebuilt", filepath.Base(out), err))

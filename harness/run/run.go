@@ -401,7 +401,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
 		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: p.Cfg.Jobs,
-		CCache: filepath.Join(p.cacheDir, "ccache"), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
+		CCache: filepath.Join(p.cacheDir, "ccache"), CCacheMax: int64(p.Cfg.CCacheMax), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
 	k.Key = build.ImageKey(req)
 	if prev, ok := p.kernels[k.Key]; ok {
 		return prev, nil
@@ -428,7 +428,17 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 				buildTask.Expect(took)
 			}
 		}
-		return w.Dir, buildDir, func() { buildTask.Done(""); w.Release() }, nil
+		release := func() {
+			buildTask.Done("")
+			// The kernel is in the cache now (or the build failed): its
+			// build directory goes, ccache keeps what a rebuild needs.
+			// This bounds a tree to its sources, 1-2 GB less each.
+			if err := os.RemoveAll(buildDir); err != nil {
+				p.logf(c.ID, "warning: remove the build directory %s: %v", buildDir, err)
+			}
+			w.Release()
+		}
+		return w.Dir, buildDir, release, nil
 	}
 	req.OnObject = func(n int) { buildTask.Set(int64(n), "") }
 	bctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Build)
@@ -679,6 +689,11 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 			}
 			rc.Timings[stage] += seconds
 		})
+	}
+	// The cache stays within its budget: least recently used entries go
+	// before this cell adds its own (an entry in use is never touched).
+	if _, err := cache.Prune(p.cacheDir, int64(p.Cfg.CacheMax), nil, prefixWriter{p, c.ID}); err != nil {
+		p.logf(c.ID, "warning: %v", err)
 	}
 	k, err := p.Kernel(ctx, c, dir)
 	if err != nil {
