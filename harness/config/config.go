@@ -213,12 +213,15 @@ type File struct {
 	KeepTrees int `yaml:"keep_trees"`
 	// CacheMax bounds the whole cache (trees, kernels, initramfs images,
 	// sources; least recently used first); CCacheMax bounds ccache.
-	CacheMax  Size     `yaml:"cache_max"`
-	CCacheMax Size     `yaml:"ccache_max"`
-	Cmdline   []string `yaml:"cmdline"` // extra kernel args for every boot
-	Timeouts  Timeouts `yaml:"timeouts"`
-	Dirs      Dirs     `yaml:"dirs"`
-	Cells     []Cell   `yaml:"cells"`
+	CacheMax  Size `yaml:"cache_max"`
+	CCacheMax Size `yaml:"ccache_max"`
+	// Overlap lets the next cell's kernel build while a cell boots: auto
+	// (when the host has two cores beyond the guest's), on or off.
+	Overlap  string   `yaml:"overlap"`
+	Cmdline  []string `yaml:"cmdline"` // extra kernel args for every boot
+	Timeouts Timeouts `yaml:"timeouts"`
+	Dirs     Dirs     `yaml:"dirs"`
+	Cells    []Cell   `yaml:"cells"`
 }
 
 // Config is a loaded file plus where it came from.
@@ -610,6 +613,11 @@ func (c *Config) Validate(cat Catalog) error {
 	}
 	checkSel("patchsets", c.PatchSets, cat.PatchSets, "patch set")
 	checkSel("suites", c.Suites, cat.Suites, "suite")
+	switch c.Overlap {
+	case "", "auto", "on", "off":
+	default:
+		add("overlap", "overlap must be auto, on or off, not %q", c.Overlap)
+	}
 	switch c.Accel {
 	case "auto", "kvm", "tcg":
 	default:

@@ -15,8 +15,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -53,6 +55,9 @@ type Pipeline struct {
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
+	// mu guards what the next cell's kernel build (overlapping a boot,
+	// see Matrix) shares with the cell being booted.
+	mu       sync.Mutex
 	pristine *source.Pristine
 	compiler string
 	accels   map[string]accelChoice // per QEMU binary
@@ -154,6 +159,8 @@ func Printable(s string) string {
 
 // Source resolves and imports the kernel source once per pipeline.
 func (p *Pipeline) Source(ctx context.Context, log io.Writer) (*source.Pristine, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.pristine != nil {
 		return p.pristine, nil
 	}
@@ -276,6 +283,11 @@ func fragmentsText(fs []kconfig.Fragment) string {
 // into it changed: in that case no make (not even olddefconfig) runs.
 // Artefacts (patch/kconfig/build logs, .config) are copied to cellDir.
 func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir string) (*Kernel, error) {
+	return p.kernel(ctx, c, cellDir, p.Cfg.Jobs)
+}
+
+// kernel is Kernel with make's parallelism (0: one more than the CPUs).
+func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir string, jobs int) (*Kernel, error) {
 	t, err := target.Lookup(c.Target)
 	if err != nil {
 		return nil, stageErr(StageSource, outcome.Errorf(outcome.ConfigError, "%w", err))
@@ -400,10 +412,13 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
-		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: p.Cfg.Jobs,
+		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: jobs,
 		CCache: filepath.Join(p.cacheDir, "ccache"), CCacheMax: int64(p.Cfg.CCacheMax), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
 	k.Key = build.ImageKey(req)
-	if prev, ok := p.kernels[k.Key]; ok {
+	p.mu.Lock()
+	prev, ok := p.kernels[k.Key]
+	p.mu.Unlock()
+	if ok {
 		return prev, nil
 	}
 	blog, err := os.Create(req.LogPath)
@@ -418,7 +433,7 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if err != nil {
 			return "", "", nil, err
 		}
-		p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(p.Cfg.Jobs), req.MakeTarget, req.LogPath)
+		p.logf(c.ID, "build: make -j%d %s (log %s)", pJobs(jobs), req.MakeTarget, req.LogPath)
 		buildTask = p.Track.Start("["+c.ID+"] build", 0, "objects")
 		if _, err := os.Stat(filepath.Join(buildDir, "vmlinux")); err != nil {
 			// A cold build: the last cold build of this target says how
@@ -465,7 +480,9 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	} else {
 		p.logf(c.ID, "build: done in %.0fs, %d warning(s)", k.Seconds, len(k.Warnings))
 	}
+	p.mu.Lock()
 	p.kernels[k.Key] = k
+	p.mu.Unlock()
 	return k, nil
 }
 
@@ -494,6 +511,8 @@ func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer
 
 // Accel chooses (once per QEMU binary) between KVM and TCG.
 func (p *Pipeline) Accel(ctx context.Context, t target.Target) (boot.Accel, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if a, ok := p.accels[t.QEMU]; ok {
 		return a.accel, a.why, nil
 	}
@@ -593,16 +612,37 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 	p.store = store
 	p.logf("", "run %s: %d cell(s), results in %s", run.ID, len(cells), store.Dir)
 	store.Append(results.Record{Kind: "run", Status: "start", Message: fmt.Sprintf("%d cells", len(cells))})
+	// With more cores than a build and a boot need together, the next
+	// cell's kernel builds while this cell boots; otherwise one stage at a
+	// time (two kernel builds never run at once either way).
+	overlap, buildJobs := p.overlap()
+	var next *prefetch
 	for i, c := range cells {
 		rc := run.Cells[i]
 		if ctx.Err() != nil {
 			store.Update(func(*results.Run) { rc.SetOutcome(outcome.Interrupted, "", "not started: run interrupted") })
 			continue
 		}
-		p.cell(ctx, store, c, rc)
+		pre := next
+		next = nil
+		var booting func()
+		if overlap && i+1 < len(cells) {
+			nc := cells[i+1]
+			booting = func() {
+				next = &prefetch{done: make(chan struct{})}
+				go func(f *prefetch) {
+					defer close(f.done)
+					f.k, f.err = p.kernel(ctx, nc, store.CellDir(nc.ID), buildJobs)
+				}(next)
+			}
+		}
+		p.cell(ctx, store, c, rc, pre, booting)
 		if err := store.Err(); err != nil {
 			p.logf(rc.ID, "warning: the run's record is incomplete: %v", err)
 		}
+	}
+	if next != nil {
+		<-next.done // a build started for a cell the run will not reach
 	}
 	if ctx.Err() != nil {
 		store.Update(func(r *results.Run) { r.Outcome = outcome.Interrupted })
@@ -678,7 +718,32 @@ func (p *Pipeline) fail(store *results.Store, rc *results.Cell, err error) {
 
 func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
 
-func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.MatrixCell, rc *results.Cell) {
+// prefetch is a kernel built ahead, while the previous cell booted.
+type prefetch struct {
+	done chan struct{}
+	k    *Kernel
+	err  error
+}
+
+// overlap says whether builds may overlap boots: when the host has at
+// least a build's worth of cores beyond what a guest's vCPUs take (CI
+// runners have 4; this project's dev machine 2 keeps today's order). The
+// build then gets the cores the guest leaves.
+func (p *Pipeline) overlap() (bool, int) {
+	n := runtime.NumCPU()
+	guest := 0
+	for _, name := range p.Cfg.Targets {
+		if t, err := target.Lookup(name); err == nil && t.CPUs > guest {
+			guest = t.CPUs
+		}
+	}
+	if p.Cfg.Overlap == "off" || (p.Cfg.Overlap != "on" && n < guest+2) {
+		return false, 0
+	}
+	return true, max(n-guest, 1)
+}
+
+func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.MatrixCell, rc *results.Cell, pre *prefetch, booting func()) {
 	dir := store.CellDir(c.ID)
 	t, _ := target.Lookup(c.Target)
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "start"})
@@ -695,10 +760,20 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	if _, err := cache.Prune(p.cacheDir, int64(p.Cfg.CacheMax), nil, prefixWriter{p, c.ID}); err != nil {
 		p.logf(c.ID, "warning: %v", err)
 	}
-	k, err := p.Kernel(ctx, c, dir)
+	var err error
+	var k *Kernel
+	if pre != nil {
+		<-pre.done
+		k, err = pre.k, pre.err
+	} else {
+		k, err = p.Kernel(ctx, c, dir)
+	}
 	if err != nil {
 		p.fail(store, rc, err)
 		return
+	}
+	if booting != nil {
+		booting() // this cell's build is done: the next one may start
 	}
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
 	store.Update(func(*results.Run) {
