@@ -208,9 +208,6 @@ type File struct {
 	Results   string        `yaml:"results"`
 	Cache     string        `yaml:"cache"`
 	Jobs      int           `yaml:"jobs"`
-	// KeepTrees bounds the patched source trees kept in the cache (2-3 GB
-	// each with their build directories); the least recently used go.
-	KeepTrees int `yaml:"keep_trees"`
 	// CacheMax bounds the whole cache (trees, kernels, initramfs images,
 	// sources; least recently used first); CCacheMax bounds ccache.
 	CacheMax  Size `yaml:"cache_max"`
@@ -297,9 +294,6 @@ func (c *Config) defaults() {
 	}
 	if f.Intensity == 0 {
 		f.Intensity = 1
-	}
-	if f.KeepTrees == 0 {
-		f.KeepTrees = 6
 	}
 	if f.CacheMax == 0 {
 		f.CacheMax = 25 << 30
@@ -628,9 +622,6 @@ func (c *Config) Validate(cat Catalog) error {
 	}
 	if c.Intensity < 1 {
 		add("intensity", "intensity must be at least 1")
-	}
-	if c.KeepTrees < 1 {
-		add("keep_trees", "keep_trees must be at least 1 (the tree being built), not %d", c.KeepTrees)
 	}
 	if c.Timeouts.TCGScale < 1 {
 		add("timeouts.tcg_scale", "tcg_scale must be at least 1")

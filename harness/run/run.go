@@ -325,53 +325,58 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	if err != nil {
 		return nil, stageErr(StageKconfig, err)
 	}
-	treeKey := cache.Key("tree", pr.ID, patch.Digest(sets))
-	cfgKey := cache.Key("kconfig", treeKey, t.Name, t.Arch, t.BaseConfig, fragmentsText(frags))
+	stackKey := ""
+	var paths []string
+	if len(sets) > 0 {
+		stackKey = cache.Key("stack", patch.Digest(sets))[:24]
+		for _, st := range sets {
+			for _, pt := range st.Patches {
+				paths = append(paths, pt.Paths...)
+			}
+		}
+	}
+	cfgKey := cache.Key("kconfig", pr.ID, stackKey, t.Name, t.Arch, t.BaseConfig, fragmentsText(frags))
 	cfgPath := filepath.Join(p.cacheDir, "configs", cfgKey[:24]+".config")
-	// The O= directory lives inside the work tree so that the relative
-	// path from it to the sources is the same for every tree, which keeps
-	// ccache hits across patch combinations.
-	buildDir := filepath.Join(source.TreeDir(p.cacheDir, treeKey), ".kharness-build", t.Name)
+	// One work tree per source; the O= directory of each target lives
+	// inside it, so the relative path from it to the sources is the same
+	// for every stack (ccache hits), and moving the tree from one stack to
+	// the next rebuilds only what the differing files feed.
+	buildDir := filepath.Join(source.TreeDir(p.cacheDir, pr.ID), ".kharness-build", t.Name)
 
-	// tree checks out (or finds) the patched work tree and holds its lock
-	// until the caller releases it. Locks are taken in one order only,
-	// kernel entry before tree (GetImage), and the tree's lock is never
-	// held while waiting for a kernel entry's, so two runs cannot deadlock.
-	tree := func() (*source.Worktree, error) {
-		w, err := pr.Worktree(ctx, p.cacheDir, treeKey, p.Cfg.KeepTrees, p.lockWait(c.ID), srcLog)
+	// tree locks the source's work tree and moves it to this cell's patch
+	// stack (made the first time it is needed); the caller releases it.
+	// Locks are taken in one order only, kernel entry before tree
+	// (GetImage), and the tree's lock is never held while waiting for a
+	// kernel entry's, so two runs cannot deadlock.
+	tree := func() (*source.Tree, error) {
+		w, err := pr.Tree(ctx, p.cacheDir, p.lockWait(c.ID), srcLog)
 		if err != nil {
 			return nil, stageErr(StageSource, err)
 		}
-		if !w.Ready && len(sets) > 0 {
+		commit, err := w.Stack(ctx, stackKey, paths, func(dir string) error {
 			plog, err := os.Create(filepath.Join(cellDir, "patch.log"))
 			if err != nil {
-				w.Release()
-				return nil, stageErr(StagePatch, outcome.Errorf(outcome.Infra, "%w", err))
+				return outcome.Errorf(outcome.Infra, "%w", err)
 			}
+			defer plog.Close()
 			p.logf(c.ID, "patch: applying %d set(s) %v", len(sets), c.PatchSets)
 			actx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
+			defer cancel()
 			t0 := time.Now()
-			err = patch.Apply(actx, w.Dir, sets, plog)
-			mark(StagePatch, t0)
-			cancel()
-			plog.Close()
-			if err != nil {
-				w.Release()
-				// The tree is left unmarked: the next run starts it afresh.
-				return nil, stageErr(StagePatch, err)
-			}
+			defer mark(StagePatch, t0)
+			return patch.Apply(actx, dir, sets, plog)
+		})
+		if err != nil {
+			w.Release()
+			return nil, stageErr(StagePatch, err)
 		}
-		if !w.Ready {
-			if err := w.MarkReady(); err != nil {
-				w.Release()
-				return nil, stageErr(StagePatch, outcome.Errorf(outcome.Infra, "%w", err))
-			}
+		if err := w.Checkout(ctx, commit); err != nil {
+			w.Release()
+			return nil, stageErr(StageSource, err)
 		}
 		return w, nil
 	}
 	if len(sets) > 0 {
-		// Patch application is checked every run, even when everything is
-		// cached, only by building the tree when it is missing.
 		p.logf(c.ID, "patch: %d set(s), digest %s", len(sets), patch.Digest(sets)[:12])
 	}
 
@@ -443,17 +448,7 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 				buildTask.Expect(took)
 			}
 		}
-		release := func() {
-			buildTask.Done("")
-			// The kernel is in the cache now (or the build failed): its
-			// build directory goes, ccache keeps what a rebuild needs.
-			// This bounds a tree to its sources, 1-2 GB less each.
-			if err := os.RemoveAll(buildDir); err != nil {
-				p.logf(c.ID, "warning: remove the build directory %s: %v", buildDir, err)
-			}
-			w.Release()
-		}
-		return w.Dir, buildDir, release, nil
+		return w.Dir, buildDir, func() { buildTask.Done(""); w.Release() }, nil
 	}
 	req.OnObject = func(n int) { buildTask.Set(int64(n), "") }
 	bctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Build)

@@ -11,11 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
-
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/kharness/kharness/harness/cache"
 	gitrun "github.com/kharness/kharness/harness/internal/git"
@@ -197,115 +193,129 @@ func kernelVersion(ctx context.Context, repo, commit string) (string, error) {
 	return fmt.Sprintf("%s.%s.%s%s", vals["VERSION"], vals["PATCHLEVEL"], vals["SUBLEVEL"], vals["EXTRAVERSION"]), nil
 }
 
-// Worktree is a checkout of the pristine commit for one patch combination.
-type Worktree struct {
-	Dir string
-	// Ready is true when the tree was found complete in the cache (patches
-	// already applied by an earlier run).
-	Ready bool
-	lock  *cache.Lock
+// Tree is the one work tree of a source. Every patch stack is a commit
+// (refs/kharness/stacks/<key>) made in a scratch checkout of just the files
+// its patches touch; building a stack checks its commit out here, which
+// rewrites only the files that differ from the stack built before, so make
+// rebuilds only what those files feed (a mutant is one file, seconds), and
+// the cache holds one tree per source instead of one per stack. The
+// caller holds the tree's lock until Release: one build at a time uses it.
+type Tree struct {
+	Dir  string
+	pr   *Pristine
+	lock *cache.Lock
+	log  io.Writer
 }
 
-// Release drops the work tree's lock.
-func (w *Worktree) Release() { w.lock.Release() }
+// TreeDir is where the work tree of a source lives.
+func TreeDir(cacheDir, sourceID string) string { return filepath.Join(cacheDir, "trees", sourceID) }
 
-// MarkReady records that the patches were applied, so later runs reuse the tree.
-func (w *Worktree) MarkReady() error {
-	return cache.WriteFile(filepath.Join(w.Dir, ".kharness-ready"), []byte("ok\n"))
-}
+// Release drops the tree's lock.
+func (t *Tree) Release() { t.lock.Release() }
 
-// TreeDir is where the work tree for key lives.
-func TreeDir(cacheDir, key string) string { return filepath.Join(cacheDir, "trees", key[:24]) }
-
-// Worktree returns the work tree for key (a hash over the pristine id and
-// the patches), creating a fresh checkout when it is missing or was left
-// half-made. Before it makes one it prunes the cache to keep trees (see
-// PruneTrees; 0 keeps all). The caller holds its lock until Release.
-func (p *Pristine) Worktree(ctx context.Context, cacheDir, key string, keep int, wait cache.LockWait, log io.Writer) (*Worktree, error) {
-	dir := TreeDir(cacheDir, key)
+// Tree returns the source's work tree, locked, cloning it from the
+// pristine repository the first time (or when a killed run left it
+// half-made).
+func (p *Pristine) Tree(ctx context.Context, cacheDir string, wait cache.LockWait, log io.Writer) (*Tree, error) {
+	dir := TreeDir(cacheDir, p.ID)
 	lock, err := cache.Acquire(ctx, dir+".lock", wait)
 	if err != nil {
-		return nil, err
+		return nil, outcome.Errorf(outcome.Infra, "work tree: %w", err)
 	}
-	w := &Worktree{Dir: dir, lock: lock}
-	now := time.Now()
+	t := &Tree{Dir: dir, pr: p, lock: lock, log: log}
+	cache.Touch(dir)
 	if cache.Exists(filepath.Join(dir, ".kharness-ready")) {
-		w.Ready = true
-		os.Chtimes(dir, now, now) // most recently used
-		return w, nil
+		return t, nil
 	}
 	os.RemoveAll(dir)
-	if keep > 0 {
-		if _, err := PruneTrees(cacheDir, keep-1, log); err != nil {
-			fmt.Fprintf(log, "source: pruning work trees: %v\n", err)
+	fmt.Fprintf(log, "source: checking out %s %s into %s\n", p.Spec.Raw, p.Commit[:12], dir)
+	steps := [][]string{
+		{"clone", "-q", "--shared", "--no-checkout", p.Repo, dir},
+		{"-C", dir, "checkout", "-q", "--detach", p.Commit},
+	}
+	for _, a := range steps {
+		if _, err := git(ctx, "", log, a...); err != nil {
+			lock.Release()
+			return nil, outcome.Errorf(outcome.Infra, "check out the source: %w", err)
 		}
 	}
-	fmt.Fprintf(log, "source: checking out %s %s into %s\n", p.Spec.Raw, p.Commit[:12], dir)
-	if _, err := git(ctx, "", log, "clone", "-q", "--shared", "--no-checkout", p.Repo, dir); err != nil {
+	// Build directories live in the tree (same relative path to the
+	// sources for every stack: ccache hits); git must not see them.
+	if err := os.WriteFile(filepath.Join(dir, ".git", "info", "exclude"), []byte("/.kharness-build/\n/.kharness-ready\n"), 0o644); err != nil {
 		lock.Release()
-		return nil, outcome.Errorf(outcome.Infra, "clone pristine source: %w", err)
+		return nil, outcome.Errorf(outcome.Infra, "work tree: %w", err)
 	}
-	if _, err := git(ctx, dir, log, "checkout", "-q", "--detach", p.Commit); err != nil {
+	if err := cache.WriteFile(filepath.Join(dir, ".kharness-ready"), []byte("ok\n")); err != nil {
 		lock.Release()
-		return nil, outcome.Errorf(outcome.Infra, "checkout pristine source: %w", err)
+		return nil, outcome.Errorf(outcome.Infra, "work tree: %w", err)
 	}
-	return w, nil
+	return t, nil
 }
 
-// PruneTrees deletes the least recently used work trees beyond keep. Each
-// tree with its build directories takes 2-3 GB, and every patch
-// combination (each mutant) makes one: without a bound a nightly matrix
-// fills the disk. A tree in use (its lock held) is never touched; a
-// deleted one is checked out again when needed, and its kernels stay
-// cached. It returns the directories it removed.
-func PruneTrees(cacheDir string, keep int, log io.Writer) ([]string, error) {
-	root := filepath.Join(cacheDir, "trees")
-	ents, err := os.ReadDir(root)
+// stackRef names the commit of a patch stack.
+func stackRef(key string) string { return "refs/kharness/stacks/" + key }
+
+// Stack returns the commit of the patch stack key, making it the first
+// time: apply runs in a scratch checkout of the pristine commit that
+// holds only paths (the files the patches touch; sparse, so a new stack
+// costs its patches, not a checkout of the whole kernel) and commits
+// there. A stack whose patches do not apply leaves nothing behind.
+func (t *Tree) Stack(ctx context.Context, key string, paths []string, apply func(dir string) error) (string, error) {
+	if key == "" {
+		return t.pr.Commit, nil
+	}
+	if c, err := git(ctx, t.Dir, nil, "rev-parse", "-q", "--verify", stackRef(key)+"^{commit}"); err == nil && c != "" {
+		return c, nil
+	}
+	scratch := filepath.Join(t.Dir, ".git", "kharness-scratch")
+	git(ctx, t.Dir, nil, "worktree", "remove", "--force", scratch) // left by a killed run
+	os.RemoveAll(scratch)
+	git(ctx, t.Dir, nil, "worktree", "prune")
+	if _, err := git(ctx, t.Dir, t.log, "worktree", "add", "-q", "--detach", "--no-checkout", scratch, t.pr.Commit); err != nil {
+		return "", outcome.Errorf(outcome.Infra, "scratch checkout: %w", err)
+	}
+	defer func() {
+		git(context.WithoutCancel(ctx), t.Dir, nil, "worktree", "remove", "--force", scratch)
+		os.RemoveAll(scratch)
+	}()
+	patterns := []string{"/Makefile"} // a non-empty checkout even for a stack of new files
+	for _, p := range paths {
+		patterns = append(patterns, "/"+p)
+	}
+	if _, err := git(ctx, scratch, t.log, append([]string{"sparse-checkout", "set", "--no-cone"}, patterns...)...); err != nil {
+		return "", outcome.Errorf(outcome.Infra, "scratch checkout: %w", err)
+	}
+	if _, err := git(ctx, scratch, t.log, "reset", "-q", "--hard", t.pr.Commit); err != nil {
+		return "", outcome.Errorf(outcome.Infra, "scratch checkout: %w", err)
+	}
+	if err := apply(scratch); err != nil {
+		return "", err
+	}
+	commit, err := git(ctx, scratch, nil, "rev-parse", "HEAD")
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list work trees: %w", err)
+		return "", outcome.Errorf(outcome.Infra, "stack commit: %w", err)
 	}
-	type tree struct {
-		dir  string
-		used time.Time
+	if _, err := git(ctx, t.Dir, nil, "update-ref", stackRef(key), commit); err != nil {
+		return "", outcome.Errorf(outcome.Infra, "stack ref: %w", err)
 	}
-	var trees []tree
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		trees = append(trees, tree{filepath.Join(root, e.Name()), fi.ModTime()})
+	return commit, nil
+}
+
+// Checkout moves the tree to commit. git rewrites only the files that
+// differ from what is checked out, so their mtimes alone change and make
+// rebuilds only what depends on them.
+func (t *Tree) Checkout(ctx context.Context, commit string) error {
+	if head, err := git(ctx, t.Dir, nil, "rev-parse", "HEAD"); err == nil && head == commit {
+		return nil
 	}
-	if len(trees) <= keep {
-		return nil, nil
+	// A file whose stat changed but whose content did not (a copy, a
+	// touch) would look modified and be rewritten by checkout -f: refresh
+	// the index first, so only real differences are written.
+	git(ctx, t.Dir, nil, "update-index", "-q", "--refresh")
+	if _, err := git(ctx, t.Dir, t.log, "checkout", "-q", "-f", "--detach", commit); err != nil {
+		return outcome.Errorf(outcome.Infra, "check out %s: %w", commit[:12], err)
 	}
-	sort.Slice(trees, func(i, j int) bool { return trees[i].used.After(trees[j].used) })
-	var removed []string
-	var errs *multierror.Error
-	for _, t := range trees[max(keep, 0):] {
-		l, ok, err := cache.TryAcquire(t.dir + ".lock")
-		if err != nil {
-			errs = multierror.Append(errs, err)
-			continue
-		}
-		if !ok {
-			continue // in use by another run
-		}
-		fmt.Fprintf(log, "source: removing least recently used work tree %s (last used %s)\n", t.dir, t.used.Format(time.RFC3339))
-		if err := os.RemoveAll(t.dir); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("remove work tree %s: %w", t.dir, err))
-		} else {
-			removed = append(removed, t.dir)
-		}
-		l.Release()
-	}
-	return removed, errs.ErrorOrNil()
+	return nil
 }
 
 // Git runs git in dir the way this package does (fixed identity and dates).

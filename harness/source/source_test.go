@@ -2,7 +2,7 @@ package source
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -93,88 +93,80 @@ func TestPrepareTarballIsCachedAndPristine(t *testing.T) {
 	if err != nil || p2.Commit != p1.Commit {
 		t.Fatalf("second prepare: %v, commit %s vs %s", err, p2.Commit, p1.Commit)
 	}
-	w, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, lockWait, io.Discard)
+	tr, err := p1.Tree(ctx, cache, lockWait, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Ready {
-		t.Error("a fresh tree is not ready")
-	}
 	for _, f := range []string{".gitignore", "mm/highmem.c"} {
-		if _, err := os.Stat(filepath.Join(w.Dir, f)); err != nil {
+		if _, err := os.Stat(filepath.Join(tr.Dir, f)); err != nil {
 			t.Errorf("work tree lacks %s: %v", f, err)
 		}
 	}
-	// Changing the work tree must not touch the pristine commit.
-	os.WriteFile(filepath.Join(w.Dir, "mm", "highmem.c"), []byte("changed\n"), 0o644)
-	if out, err := Git(ctx, p1.Repo, nil, "show", p1.Commit+":mm/highmem.c"); err != nil || out != "int x;" {
-		t.Errorf("pristine changed: %q %v", out, err)
-	}
-	if err := w.MarkReady(); err != nil {
-		t.Fatal(err)
-	}
-	w.Release()
-	w2, err := p1.Worktree(ctx, cache, strings.Repeat("ab", 32), 2, lockWait, io.Discard)
-	if err != nil || !w2.Ready {
-		t.Errorf("ready tree not reused: %v", err)
-	}
-	w2.Release()
+	tr.Release()
+	testStacks(t, ctx, p1, cache)
 }
 
-func TestPruneTrees(t *testing.T) {
-	// Trees t0..t4, t0 the most recently used; "locked" names those held
-	// by another run.
-	cases := []struct {
-		name   string
-		keep   int
-		locked []int
-		want   []int // trees left
-	}{
-		{"under the bound", 5, nil, []int{0, 1, 2, 3, 4}},
-		{"oldest go first", 2, nil, []int{0, 1}},
-		{"keep none", 0, nil, nil},
-		{"a tree in use stays", 2, []int{4}, []int{0, 1, 4}},
-		{"in use among the newest", 1, []int{0, 3}, []int{0, 3}},
+// testStacks: a stack is a commit made in a sparse scratch checkout;
+// checking stacks out rewrites only the files that differ (their mtimes
+// alone change), the pristine commit is never touched, and a stack whose
+// apply fails leaves nothing.
+func testStacks(t *testing.T, ctx context.Context, p *Pristine, cache string) {
+	tr, err := p.Tree(ctx, cache, lockWait, io.Discard)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cacheDir := t.TempDir()
-			now := time.Now()
-			dir := func(i int) string { return filepath.Join(cacheDir, "trees", fmt.Sprintf("t%d", i)) }
-			for i := 0; i < 5; i++ {
-				if err := os.MkdirAll(filepath.Join(dir(i), ".kharness-build"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				os.WriteFile(filepath.Join(dir(i), ".kharness-build", "vmlinux"), []byte("x"), 0o644)
-				at := now.Add(-time.Duration(i) * time.Hour)
-				if err := os.Chtimes(dir(i), at, at); err != nil {
-					t.Fatal(err)
-				}
+	defer tr.Release()
+	edit := func(file, content string) func(dir string) error {
+		return func(dir string) error {
+			entries, _ := os.ReadDir(dir)
+			if len(entries) > 3 {
+				t.Errorf("scratch checkout is not sparse: %d entries at its top", len(entries))
 			}
-			for _, i := range tc.locked {
-				l, err := cache.Acquire(context.Background(), dir(i)+".lock", lockWait)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Release()
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+				return err
 			}
-			removed, err := PruneTrees(cacheDir, tc.keep, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var left []int
-			for i := 0; i < 5; i++ {
-				if _, err := os.Stat(dir(i)); err == nil {
-					left = append(left, i)
+			for _, a := range [][]string{{"add", "-f", file}, {"commit", "-q", "-m", "edit " + file}} {
+				if _, err := Git(ctx, dir, nil, a...); err != nil {
+					return err
 				}
 			}
-			if fmt.Sprint(left) != fmt.Sprint(tc.want) {
-				t.Errorf("trees left %v, want %v", left, tc.want)
-			}
-			if len(removed) != 5-len(tc.want) {
-				t.Errorf("removed %v, want %d trees", removed, 5-len(tc.want))
-			}
-		})
+			return nil
+		}
+	}
+	a, err := tr.Stack(ctx, "stack-a", []string{"mm/highmem.c"}, edit("mm/highmem.c", "int a;\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tr.Stack(ctx, "stack-a", nil, func(string) error { t.Error("an existing stack was applied again"); return nil })
+	if err != nil || again != a {
+		t.Fatalf("stack-a again: %s %v, want %s", again, err, a)
+	}
+	if err := tr.Checkout(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tr.Dir, "mm", "highmem.c")); string(b) != "int a;\n" {
+		t.Errorf("highmem.c after checkout of stack-a: %q", b)
+	}
+	makefile := filepath.Join(tr.Dir, "Makefile")
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(makefile, old, old)
+	if err := tr.Checkout(ctx, p.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tr.Dir, "mm", "highmem.c")); string(b) != "int x;\n" {
+		t.Errorf("highmem.c back at the pristine commit: %q", b)
+	}
+	if fi, _ := os.Stat(makefile); !fi.ModTime().Equal(old) {
+		t.Errorf("a file the stacks share was rewritten (mtime %s): make would rebuild what it feeds", fi.ModTime())
+	}
+	if _, err := tr.Stack(ctx, "stack-bad", []string{"mm/highmem.c"}, func(string) error { return errors.New("does not apply") }); err == nil {
+		t.Errorf("a failing stack succeeded")
+	}
+	if out, _ := Git(ctx, tr.Dir, nil, "for-each-ref", "refs/kharness/stacks/"); strings.Contains(out, "stack-bad") {
+		t.Errorf("a failed stack left a ref: %s", out)
+	}
+	if out, err := Git(ctx, p.Repo, nil, "show", p.Commit+":mm/highmem.c"); err != nil || out != "int x;" {
+		t.Errorf("pristine changed: %q %v", out, err)
 	}
 }
 
