@@ -50,6 +50,7 @@ bzImage)
 	wait $!
 	mkdir -p "$O/arch/x86/boot"
 	head -c 65536 /dev/urandom > "$O/arch/x86/boot/bzImage"
+	head -c 65536 /dev/urandom > "$O/vmlinux"
 	;;
 esac
 `

@@ -6,15 +6,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -23,11 +22,9 @@ import (
 	"github.com/mattn/go-isatty"
 	"gopkg.in/yaml.v3"
 
-	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/cache"
 	"github.com/kharness/kharness/harness/config"
 	"github.com/kharness/kharness/harness/doctor"
-	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/initramfs"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/progress"
@@ -47,6 +44,13 @@ commands:
   run      build, boot and test the matrix in kharness.yaml (or -c FILE)
   build    only patch, configure and build the kernels of the matrix
   boot     build one target and boot it with a u-root shell on this terminal
+           (--gdb[=PORT]: paused, with QEMU's gdb stub and a .gdbinit;
+            --run RUN --cell C: the kernel and initramfs a past run booted)
+  rerun    RUN [--cell C] [--test PATTERN] [--count N | --until-fail]: rerun
+           tests of a past run on its very kernel and initramfs (no build)
+  list     targets, patch sets and their series, suites and their tests,
+           mutants and the tests that catch them
+  cache    du | prune [--max SIZE]: what the cache holds; shrink it
   doctor   check host tools; --install installs the missing Debian packages
   help     this text
 
@@ -96,6 +100,33 @@ func (l *listFlag) Set(s string) error {
 type common struct {
 	cfgPath string
 	o       config.Overrides
+	// boot only
+	gdb     gdbFlag
+	pastRun string
+}
+
+// gdbFlag is --gdb (port 1234) or --gdb=PORT.
+type gdbFlag struct {
+	set  bool
+	port string
+}
+
+func (g *gdbFlag) String() string   { return g.port }
+func (g *gdbFlag) IsBoolFlag() bool { return true }
+func (g *gdbFlag) Set(v string) error {
+	g.set = true
+	switch v {
+	case "true", "":
+		g.port = "1234"
+	case "false":
+		g.set = false
+	default:
+		if _, err := strconv.Atoi(v); err != nil {
+			return fmt.Errorf("--gdb=%q: want a TCP port", v)
+		}
+		g.port = v
+	}
+	return nil
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -168,6 +199,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run", "build", "boot":
 		return matrixCmd(cmd, rest, stdout, stderr)
+	case "rerun":
+		return rerunCmd(rest, stdout, stderr)
+	case "list":
+		return listCmd(rest, stdout, stderr)
 	case "doctor":
 		return doctorCmd(rest, stdout, stderr)
 	case "cache":
@@ -289,6 +324,10 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
+	if cmd == "boot" {
+		fs.Var(&c.gdb, "gdb", "start paused with QEMU's gdb stub on this port (default 1234) and write a .gdbinit")
+		fs.StringVar(&c.pastRun, "run", "", "boot the kernel and initramfs this past run booted (with --cell)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return outcome.ConfigError.ExitCode()
 	}
@@ -322,7 +361,7 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "build":
 		return buildCmd(ctx, p, stdout, stderr)
 	case "boot":
-		return bootCmd(ctx, p, stdout, stderr)
+		return bootCmd(ctx, p, c, stdout, stderr)
 	}
 	start := time.Now()
 	r, store, err := p.Matrix(ctx)
@@ -356,49 +395,4 @@ func buildCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "%s\t%s\t%s\n", c.ID, k.Image, filepath.Join(k.Dir, "config"))
 	}
 	return outcome.Worst(worst...).ExitCode()
-}
-
-// bootCmd boots the first cell's kernel with the agent in shell mode and
-// the console on this terminal (Ctrl-A X quits QEMU).
-func bootCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) int {
-	cells := p.Cfg.Matrix(p.Catalog)
-	if len(cells) == 0 {
-		return fail(stderr, outcome.Errorf(outcome.ConfigError, "the matrix is empty"))
-	}
-	c := cells[0]
-	if len(cells) > 1 {
-		fmt.Fprintf(stderr, "kharness boot: %d cells match, booting %s (narrow with --target/--patchset)\n", len(cells), c.ID)
-	}
-	t, _ := target.Lookup(c.Target)
-	dir, err := os.MkdirTemp("", "kharness-boot-")
-	if err != nil {
-		return fail(stderr, err)
-	}
-	k, err := p.Kernel(ctx, c, dir)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	ir, err := p.Initramfs(ctx, t, stderr, nil)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	accel, why, err := p.Accel(ctx, t)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
-	spec.Guest.Mode = guest.ModeShell
-	qargs := boot.Args(spec, "stdio,mux=on,signal=off", "null")
-	qargs = append(qargs, "-mon", "chardev=con,mode=readline")
-	fmt.Fprintf(stderr, "kharness boot: %s under %s (%s); Ctrl-A X quits\n", c.ID, accel, why)
-	q := exec.CommandContext(ctx, t.QEMU, qargs...)
-	q.Stdin, q.Stdout, q.Stderr = os.Stdin, stdout, stderr
-	q.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := q.Run(); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return fail(stderr, outcome.Errorf(outcome.Infra, "%s: %w", t.QEMU, err))
-		}
-	}
-	return 0
 }

@@ -63,7 +63,7 @@ type ImageMeta struct {
 // Image is a kernel image ready to boot.
 type Image struct {
 	Key    string
-	Dir    string // the cache entry: bzImage, config, build.log, meta.json
+	Dir    string // the cache entry: bzImage, vmlinux, config, build.log, meta.json
 	Path   string // the bootable image
 	Cached bool
 	Meta   ImageMeta
@@ -71,8 +71,10 @@ type Image struct {
 	Notes []string
 }
 
-// artefacts are the files of an entry that carry a checksum.
-var artefacts = []string{"bzImage", "config", "build.log"}
+// artefacts are the files of an entry that carry a checksum: the image,
+// vmlinux (for gdb: the symbols of the very image that booted), the
+// .config and the build log.
+var artefacts = []string{"bzImage", "vmlinux", "config", "build.log"}
 
 // ImageKey is the cache key of the image r describes.
 func ImageKey(r ImageRequest) string {
@@ -134,6 +136,9 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 		return nil, infra(err)
 	}
 	if err := cache.CopyFile(r.LogPath, filepath.Join(dir, "build.log")); err != nil {
+		return nil, infra(err)
+	}
+	if err := cache.CopyFile(filepath.Join(buildDir, "vmlinux"), filepath.Join(dir, "vmlinux")); err != nil {
 		return nil, infra(err)
 	}
 	for _, a := range artefacts {

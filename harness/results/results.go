@@ -179,6 +179,9 @@ func Create(root string, run *Run) (*Store, error) {
 	return s, nil
 }
 
+// Run is the run being written (read its ID; change it through Update).
+func (s *Store) Run() *Run { return s.run }
+
 // CellDir is the directory of a cell's artefacts.
 func (s *Store) CellDir(id string) string { return filepath.Join(s.Dir, "cells", id) }
 

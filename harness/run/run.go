@@ -568,6 +568,35 @@ func (p *Pipeline) selected(g guest.Suite) int {
 	return n
 }
 
+// writeReproducer writes boot.json (the boot, for kharness rerun and boot
+// --run) and reproduce.sh (the QEMU command, or `./reproduce.sh rerun`)
+// into the cell's directory.
+func (p *Pipeline) writeReproducer(runID string, c config.MatrixCell, spec boot.Spec, k *Kernel) error {
+	vmlinux := filepath.Join(k.Dir, "vmlinux")
+	if !cache.Exists(vmlinux) {
+		vmlinux = ""
+	}
+	if err := boot.RecordOf(spec, vmlinux).Save(filepath.Join(spec.Dir, "boot.json")); err != nil {
+		return fmt.Errorf("boot.json: %w", err)
+	}
+	sh := fmt.Sprintf(`#!/bin/sh
+# Reproduce cell %s of kharness run %s.
+#   ./reproduce.sh        boots the same kernel and initramfs the same way:
+#                         console on this terminal, events in events.jsonl
+#                         (Ctrl-A X quits QEMU)
+#   ./reproduce.sh rerun  reruns the cell's tests through kharness, no build
+#                         (more flags: --test PATTERN, --count N, --until-fail)
+set -e
+cd "$(dirname "$0")"
+if [ "${1:-}" = rerun ]; then
+	shift
+	exec kharness rerun -c %s --results %s %s --cell %s "$@"
+fi
+exec %s
+`, c.ID, runID, boot.ShellQuote(p.Cfg.Path), boot.ShellQuote(p.Cfg.Abs(p.Cfg.Results)), runID, c.ID, boot.Reproducer(spec))
+	return os.WriteFile(filepath.Join(spec.Dir, "reproduce.sh"), []byte(sh), 0o755)
+}
+
 // bootVerdict is what the cell's verdict needs of its boot.
 func bootVerdict(br *boot.Result) results.Boot {
 	reason := br.Reason
@@ -810,6 +839,11 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 		rc.Initramfs, rc.InitrdCached, rc.Accel, rc.AccelReason = ir.Path, ir.Cached, string(accel), why
 		rc.Reproducer = boot.Reproducer(spec)
 	})
+	// Before the boot: whatever happens to it, the cell can be reproduced.
+	if err := p.writeReproducer(store.Run().ID, c, spec, k); err != nil {
+		p.fail(store, rc, stageErr(StageBoot, outcome.Errorf(outcome.Infra, "%w", err)))
+		return
+	}
 	p.logf(c.ID, "boot: %s under %s (%s), suites %v", t.QEMU, accel, why, c.Suites)
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: "start", Message: string(accel)})
 	// The boot's progress: tests done of those the cell selects, and the
