@@ -48,6 +48,12 @@ commands:
             --run RUN --cell C: the kernel and initramfs a past run booted)
   rerun    RUN [--cell C] [--test PATTERN] [--count N | --until-fail]: rerun
            tests of a past run on its very kernel and initramfs (no build)
+  patchcheck --series SET | --range A..B [--stage build|boot|test] [--keep-going]:
+           every patch (commit) on its own: applies, kconfig symbols lost,
+           new warnings, boots, tests pass; the first bad one named
+  bisect   --series SET [--good N --bad N] | --range A..B, --bad-test S:RE
+           [--bad-outcome O,..] [--bad-crash RE] [--confidence C]: the first
+           bad patch, with the runs per step its reproduction rate needs
   list     targets, patch sets and their series, suites and their tests,
            mutants and the tests that catch them
   cache    du | prune [--max SIZE]: what the cache holds; shrink it
@@ -201,6 +207,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return matrixCmd(cmd, rest, stdout, stderr)
 	case "rerun":
 		return rerunCmd(rest, stdout, stderr)
+	case "patchcheck":
+		return patchcheckCmd(rest, stdout, stderr)
+	case "bisect":
+		return bisectCmd(rest, stdout, stderr)
 	case "list":
 		return listCmd(rest, stdout, stderr)
 	case "doctor":

@@ -80,6 +80,7 @@ type Kernel struct {
 	Warnings  []string
 	Version   string
 	ConfigSHA string
+	ImageSHA  string   // sha256 of the bootable image (two stacks, one image: a no-op patch)
 	Notes     []string // what the cache repaired
 	// Timings are the seconds each stage took for this kernel: source,
 	// patch, kconfig, build (0 or absent when cached).
@@ -155,6 +156,15 @@ func Printable(s string) string {
 		}
 		return -1
 	}, s)
+}
+
+// WithSource is a pipeline like p for another source (a revision of a git
+// tree): same config otherwise, same catalog, same progress.
+func (p *Pipeline) WithSource(src string) *Pipeline {
+	cfg := *p.Cfg
+	cfg.Source = src
+	return &Pipeline{Cfg: &cfg, Catalog: p.Catalog, Suites: p.Suites, Progress: p.Progress, Self: p.Self, Track: p.Track,
+		cacheDir: p.cacheDir, store: p.store, accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}}
 }
 
 // Source resolves and imports the kernel source once per pipeline.
@@ -288,6 +298,38 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 
 // kernel is Kernel with make's parallelism (0: one more than the CPUs).
 func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir string, jobs int) (*Kernel, error) {
+	var sets []*patch.Set
+	var loadErrs *multierror.Error
+	for _, name := range c.PatchSets {
+		s, err := patch.Load(p.Cfg.Abs(p.Cfg.Dirs.Patches), name)
+		if err != nil {
+			loadErrs = multierror.Append(loadErrs, err)
+			continue
+		}
+		sets = append(sets, s)
+	}
+	if err := loadErrs.ErrorOrNil(); err != nil {
+		return nil, stageErr(StagePatch, outcome.Errorf(outcome.PatchFail, "%w", err))
+	}
+	return p.KernelOf(ctx, c, sets, cellDir, KernelOpts{Jobs: jobs})
+}
+
+// KernelOpts tune KernelOf.
+type KernelOpts struct {
+	Jobs int // make -j; 0: one more than the CPUs
+	// AllowDropped builds a .config whose requested options did not all
+	// survive (kept out of the config cache, the dropped ones noted): a
+	// prefix of a series has not yet added the Kconfig entries its set's
+	// fragment asks for.
+	AllowDropped bool
+}
+
+// KernelOf produces the kernel of a cell whose patch sets are given as
+// loaded (possibly cut short: a prefix of a series, for patchcheck and
+// bisect); c.PatchSets still names the sets, for their kconfig fragments.
+func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*patch.Set, cellDir string, o KernelOpts) (*Kernel, error) {
+	jobs := o.Jobs
+	var dropNotes []string
 	t, err := target.Lookup(c.Target)
 	if err != nil {
 		return nil, stageErr(StageSource, outcome.Errorf(outcome.ConfigError, "%w", err))
@@ -307,19 +349,6 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	mark(StageSource, t0)
 	if err != nil {
 		return nil, stageErr(StageSource, err)
-	}
-	var sets []*patch.Set
-	var loadErrs *multierror.Error
-	for _, name := range c.PatchSets {
-		s, err := patch.Load(p.Cfg.Abs(p.Cfg.Dirs.Patches), name)
-		if err != nil {
-			loadErrs = multierror.Append(loadErrs, err)
-			continue
-		}
-		sets = append(sets, s)
-	}
-	if err := loadErrs.ErrorOrNil(); err != nil {
-		return nil, stageErr(StagePatch, outcome.Errorf(outcome.PatchFail, "%w", err))
 	}
 	frags, err := p.fragments(c)
 	if err != nil {
@@ -341,7 +370,7 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	// inside it, so the relative path from it to the sources is the same
 	// for every stack (ccache hits), and moving the tree from one stack to
 	// the next rebuilds only what the differing files feed.
-	buildDir := filepath.Join(source.TreeDir(p.cacheDir, pr.ID), ".kharness-build", t.Name)
+	buildDir := filepath.Join(source.TreeDir(p.cacheDir, pr.TreeID), ".kharness-build", t.Name)
 
 	// tree locks the source's work tree and moves it to this cell's patch
 	// stack (made the first time it is needed); the caller releases it.
@@ -403,18 +432,25 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		if cfgData != nil {
 			os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 		}
-		if err != nil {
+		var dropped *kconfig.DroppedError
+		switch {
+		case err != nil && o.AllowDropped && errors.As(err, &dropped) && cfgData != nil:
+			for _, d := range dropped.Dropped {
+				dropNotes = append(dropNotes, fmt.Sprintf("kconfig: %s:%d: %s=%s requested, not in this stack's Kconfig yet (got %s)", d.File, d.Line, d.Name, d.Value, d.Got))
+			}
+		case err != nil:
 			return nil, stageErr(StageKconfig, err)
-		}
-		if err := cache.WriteFile(cfgPath, cfgData); err != nil {
-			return nil, stageErr(StageKconfig, err)
+		default:
+			if err := cache.WriteFile(cfgPath, cfgData); err != nil {
+				return nil, stageErr(StageKconfig, err)
+			}
 		}
 	} else {
 		p.logf(c.ID, "kconfig: cached %s", cfgKey[:12])
 	}
 	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 	sum := sha256.Sum256(cfgData)
-	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings}
+	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings, Notes: dropNotes}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
 		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: jobs,
@@ -462,8 +498,8 @@ func (p *Pipeline) kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 		}
 		return nil, stageErr(StageBuild, err)
 	}
-	k.Dir, k.Image, k.Cached = img.Dir, img.Path, img.Cached
-	k.Warnings, k.Seconds, k.Notes = img.Meta.Warnings, img.Meta.Seconds, img.Notes
+	k.Dir, k.Image, k.Cached, k.ImageSHA = img.Dir, img.Path, img.Cached, img.Meta.SHA256["bzImage"]
+	k.Warnings, k.Seconds, k.Notes = img.Meta.Warnings, img.Meta.Seconds, append(k.Notes, img.Notes...)
 	for _, n := range img.Notes {
 		p.logf(c.ID, "build: %s", n)
 	}
@@ -725,6 +761,9 @@ func (p *Pipeline) rerun(c config.MatrixCell) string {
 	return strings.Join(args, " ")
 }
 
+// Fail records a stage's failure as the cell's outcome.
+func (p *Pipeline) Fail(store *results.Store, rc *results.Cell, err error) { p.fail(store, rc, err) }
+
 func (p *Pipeline) fail(store *results.Store, rc *results.Cell, err error) {
 	stage := ""
 	var se *StageError
@@ -769,16 +808,7 @@ func (p *Pipeline) overlap() (bool, int) {
 
 func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.MatrixCell, rc *results.Cell, pre *prefetch, booting func()) {
 	dir := store.CellDir(c.ID)
-	t, _ := target.Lookup(c.Target)
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "start"})
-	timing := func(stage string, seconds float64) {
-		store.Update(func(*results.Run) {
-			if rc.Timings == nil {
-				rc.Timings = map[string]float64{}
-			}
-			rc.Timings[stage] += seconds
-		})
-	}
 	// The cache stays within its budget: least recently used entries go
 	// before this cell adds its own (an entry in use is never touched).
 	if _, err := cache.Prune(p.cacheDir, int64(p.Cfg.CacheMax), nil, prefixWriter{p, c.ID}); err != nil {
@@ -799,6 +829,29 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	if booting != nil {
 		booting() // this cell's build is done: the next one may start
 	}
+	p.BootCell(ctx, store, c, rc, k)
+}
+
+// timing adds a stage's seconds to a cell's timings.
+func timing(store *results.Store, rc *results.Cell, stage string, seconds float64) {
+	store.Update(func(*results.Run) {
+		if rc.Timings == nil {
+			rc.Timings = map[string]float64{}
+		}
+		rc.Timings[stage] += seconds
+	})
+}
+
+// BootCell takes a cell whose kernel is ready through the rest of the
+// pipeline: initramfs, boot, the guest's tests, the verdict.
+func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.MatrixCell, rc *results.Cell, k *Kernel) {
+	dir := store.CellDir(c.ID)
+	t, err := target.Lookup(c.Target)
+	if err != nil {
+		p.fail(store, rc, stageErr(StageBoot, outcome.Errorf(outcome.ConfigError, "%w", err)))
+		return
+	}
+	timing := func(stage string, seconds float64) { timing(store, rc, stage, seconds) }
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
 	store.Update(func(*results.Run) {
 		rc.KernelKey, rc.KernelCached, rc.BuildWarnings, rc.KernelVersion = k.Key, k.Cached, k.Warnings, k.Version

@@ -87,7 +87,11 @@ func Parse(raw string) (Spec, error) {
 
 // Pristine is the unmodified source as a commit in a cache repository.
 type Pristine struct {
-	ID      string // stable identity: content hash of the tarball or the commit id
+	ID string // stable identity: content hash of the tarball or the commit id
+	// TreeID names the work tree: the tarball's content, or the git
+	// repository (every commit of one repository shares one tree, so
+	// moving between them rebuilds only what differs).
+	TreeID  string
 	Repo    string // git repository holding Commit
 	Commit  string
 	Version string // kernel version from the Makefile, e.g. 6.12.57
@@ -114,7 +118,7 @@ func Prepare(ctx context.Context, cacheDir string, s Spec, wait cache.LockWait, 
 			return nil, outcome.Errorf(outcome.ConfigError, "source %q: revision %q: %v", s.Raw, s.Rev, err)
 		}
 		v, _ := kernelVersion(ctx, s.Path, commit)
-		return &Pristine{ID: "git-" + commit, Repo: s.Path, Commit: commit, Version: v, Spec: s}, nil
+		return &Pristine{ID: "git-" + commit, TreeID: "gitrepo-" + cache.Key("repo", s.Path)[:20], Repo: s.Path, Commit: commit, Version: v, Spec: s}, nil
 	}
 	return nil, fmt.Errorf("unknown source kind %q", s.Kind)
 }
@@ -135,7 +139,7 @@ func prepareTarball(ctx context.Context, cacheDir string, s Spec, wait cache.Loc
 	if b, err := os.ReadFile(marker); err == nil {
 		commit := strings.TrimSpace(string(b))
 		v, _ := kernelVersion(ctx, filepath.Join(dir, "repo"), commit)
-		return &Pristine{ID: id, Repo: filepath.Join(dir, "repo"), Commit: commit, Version: v, Spec: s}, nil
+		return &Pristine{ID: id, TreeID: id, Repo: filepath.Join(dir, "repo"), Commit: commit, Version: v, Spec: s}, nil
 	}
 	fmt.Fprintf(log, "source: extracting %s into %s (once per tarball content)\n", s.Path, dir)
 	os.RemoveAll(dir)
@@ -168,7 +172,7 @@ func prepareTarball(ctx context.Context, cacheDir string, s Spec, wait cache.Loc
 		return nil, err
 	}
 	v, _ := kernelVersion(ctx, repo, commit)
-	return &Pristine{ID: id, Repo: repo, Commit: commit, Version: v, Spec: s}, nil
+	return &Pristine{ID: id, TreeID: id, Repo: repo, Commit: commit, Version: v, Spec: s}, nil
 }
 
 // kernelVersion reads VERSION/PATCHLEVEL/SUBLEVEL from the top Makefile at commit.
@@ -217,7 +221,7 @@ func (t *Tree) Release() { t.lock.Release() }
 // pristine repository the first time (or when a killed run left it
 // half-made).
 func (p *Pristine) Tree(ctx context.Context, cacheDir string, wait cache.LockWait, log io.Writer) (*Tree, error) {
-	dir := TreeDir(cacheDir, p.ID)
+	dir := TreeDir(cacheDir, p.TreeID)
 	lock, err := cache.Acquire(ctx, dir+".lock", wait)
 	if err != nil {
 		return nil, outcome.Errorf(outcome.Infra, "work tree: %w", err)
@@ -225,6 +229,17 @@ func (p *Pristine) Tree(ctx context.Context, cacheDir string, wait cache.LockWai
 	t := &Tree{Dir: dir, pr: p, lock: lock, log: log}
 	cache.Touch(dir)
 	if cache.Exists(filepath.Join(dir, ".kharness-ready")) {
+		// A commit the tree's clone has not seen (a newer revision of
+		// the same repository): fetch it.
+		if _, err := git(ctx, dir, nil, "cat-file", "-e", p.Commit+"^{commit}"); err != nil {
+			if _, err := git(ctx, dir, log, "fetch", "-q", p.Repo, p.Commit); err != nil {
+				// Servers that refuse a want by id: every ref, then.
+				if _, err := git(ctx, dir, log, "fetch", "-q", p.Repo, "+refs/*:refs/kharness/source/*"); err != nil {
+					lock.Release()
+					return nil, outcome.Errorf(outcome.Infra, "fetch %s into the work tree: %w", p.Commit[:12], err)
+				}
+			}
+		}
 		return t, nil
 	}
 	os.RemoveAll(dir)
