@@ -56,6 +56,7 @@ func Checks(sourcePkg string) []Check {
 		{"cpio", "cpio", "build", cmd("cpio"), ""},
 		{"ccache", "ccache", "build", cmd("ccache"), ""},
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
+		{"gdb", "gdb", "boot --gdb", cmd("gdb"), ""},
 	}
 	// Each target's QEMU, at the version its record asks for (i386 guests
 	// need QEMU >= 10: see target.Target.QEMUMin), from Debian 12's
