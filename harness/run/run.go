@@ -47,6 +47,11 @@ type Pipeline struct {
 	// Self is the kharness binary, for stages that run in a child process
 	// of their own (the initramfs build); empty runs them in-process.
 	Self string
+	// Retry, when set, picks the failed tests Matrix boots once more,
+	// alone, before the run is closed (retry.go).
+	Retry func(*results.Cell, *results.Test) bool
+	// Shard is recorded in the run when it is one part of a matrix.
+	Shard *results.Shard
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
@@ -73,6 +78,9 @@ type Kernel struct {
 	Version   string
 	ConfigSHA string
 	Notes     []string // what the cache repaired
+	// SourceID and PatchStack identify the source and the patches, for
+	// the run's record.
+	SourceID, PatchStack string
 }
 
 // New loads the catalog (suites, their declared tests, patch sets) and
@@ -368,7 +376,8 @@ func (p *Pipeline) Kernel(ctx context.Context, c config.MatrixCell, cellDir stri
 	}
 	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 	sum := sha256.Sum256(cfgData)
-	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version}
+	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version,
+		SourceID: pr.ID, PatchStack: patch.Digest(sets)}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
 		PatchSets: c.PatchSets, MakeTarget: "bzImage", ImagePath: t.Image, Jobs: p.Cfg.Jobs,
@@ -520,7 +529,8 @@ const TCGAccel = boot.TCG
 // recorded as interrupted.
 func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, error) {
 	cells := p.Cfg.Matrix(p.Catalog)
-	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC()}
+	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC(),
+		Shard: p.Shard}
 	for _, c := range cells {
 		run.Cells = append(run.Cells, &results.Cell{ID: c.ID, Name: c.Name, Target: c.Target, PatchSets: c.PatchSets,
 			Suites: c.Suites, Expect: c.Expect, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
@@ -552,6 +562,7 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 			p.logf(rc.ID, "warning: the run's record is incomplete: %v", err)
 		}
 	}
+	p.retryFailed(ctx, store, run, cells)
 	if ctx.Err() != nil {
 		store.Update(func(r *results.Run) { r.Outcome = outcome.Interrupted })
 	}
@@ -638,6 +649,7 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
 	store.Update(func(*results.Run) {
 		rc.KernelKey, rc.KernelCached, rc.BuildWarnings, rc.KernelVersion = k.Key, k.Cached, k.Warnings, k.Version
+		rc.SourceID, rc.PatchStack, rc.KconfigSHA = k.SourceID, k.PatchStack, k.ConfigSHA
 		if !k.Cached {
 			rc.BuildSeconds = k.Seconds
 		}
