@@ -41,6 +41,7 @@ commands:
   build    only patch, configure and build the kernels of the matrix
   boot     build one target and boot it with a u-root shell on this terminal
   doctor   check host tools; --install installs the missing Debian packages
+  history  import runs into the history index; show, compare, gate (kharness history help)
   help     this text
 
 common flags (override kharness.yaml):
@@ -89,6 +90,7 @@ func (l *listFlag) Set(s string) error {
 type common struct {
 	cfgPath string
 	o       config.Overrides
+	run     runFlags // run and build only (runflags.go)
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -156,6 +158,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return matrixCmd(cmd, rest, stdout, stderr)
 	case "doctor":
 		return doctorCmd(rest, stdout, stderr)
+	case "history":
+		return historyCmd(rest, stdout, stderr)
 	case initramfs.InternalCommand:
 		// A child of kharness building an initramfs (see initramfs.Build).
 		if len(rest) != 1 {
@@ -207,6 +211,7 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
+	c.run.register(fs, cmd)
 	if err := fs.Parse(args); err != nil {
 		return outcome.ConfigError.ExitCode()
 	}
@@ -230,6 +235,9 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	}
 	if self, err := os.Executable(); err == nil {
 		p.Self = self
+	}
+	if err := c.run.apply(ctx, p, stderr); err != nil {
+		return fail(stderr, err)
 	}
 	switch cmd {
 	case "build":
