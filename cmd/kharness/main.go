@@ -42,6 +42,9 @@ commands:
   boot     build one target and boot it with a u-root shell on this terminal
   doctor   check host tools; --install installs the missing Debian packages
   history  import runs into the history index; show, compare, gate (kharness history help)
+  plan     split the matrix into build jobs and test shards (GitHub Actions matrices)
+  merge    merge the run directories of a sharded matrix into one run
+  report   write the nightly report: index.html (self-contained) and summary.md
   help     this text
 
 common flags (override kharness.yaml):
@@ -54,6 +57,12 @@ common flags (override kharness.yaml):
   --results DIR      where results/<run-id>/ goes
   --duration D       stress duration per test (e.g. 10s in CI, 10m nightly)
   --cell PAT,...     only the config's cells whose names match (shell patterns)
+
+nightly flags (run, build):
+  --only ID,...      only these matrix cells, by id (name.target)
+  --shard i/N        shard i of N (kharness plan), packed by durations in --db; --plan FILE uses a saved plan
+  --retry            (run) boot every suspect failed test once more, alone, in the same run
+  --db FILE          history index (default results/history.db)
 
 exit codes:
 `, strings.Join(target.Names(), ", "))
@@ -160,6 +169,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return doctorCmd(rest, stdout, stderr)
 	case "history":
 		return historyCmd(rest, stdout, stderr)
+	case "plan":
+		return planCmd(rest, stdout, stderr)
+	case "merge":
+		return mergeCmd(rest, stdout, stderr)
+	case "report":
+		return reportCmd(rest, stdout, stderr)
 	case initramfs.InternalCommand:
 		// A child of kharness building an initramfs (see initramfs.Build).
 		if len(rest) != 1 {

@@ -64,6 +64,8 @@ func Checks(sourcePkg string) []Check {
 		{"qemu-system-i386 >= 10.0", "qemu-system-x86", "boot", qemuAtLeast("qemu-system-i386", 10, 0), backports(osCodename())},
 		{"qemu-system-x86_64", "qemu-system-x86", "boot", cmd("qemu-system-x86_64"), ""},
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
+		// The nightly report's tests load it in a real headless browser.
+		{"chromium", "chromium", "report tests", cmd("chromium"), ""},
 	}
 	if sourcePkg != "" {
 		cs = append(cs, Check{"/usr/src/" + sourcePkg + ".tar.xz", sourcePkg, "source", file("/usr/src/" + sourcePkg + ".tar.xz"), ""})

@@ -447,7 +447,7 @@ func (d *DB) Observations(ctx context.Context, runs []RunInfo) (map[Key][]Obs, e
 // CellInfo is one cell of one run, for the report's matrix and trends.
 type CellInfo struct {
 	RunID, CellID, Name, Target string
-	Suites                      []string
+	PatchSets, Suites           []string
 	Outcome, Raw                outcome.Outcome
 	Stage, Reason               string
 	BuildSeconds, BootSeconds   float64
@@ -457,7 +457,7 @@ type CellInfo struct {
 
 // Cells lists the cells of every run.
 func (d *DB) Cells(ctx context.Context) ([]CellInfo, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT run_id, cell_id, name, target, suites, outcome, raw_outcome, stage, reason,
+	rows, err := d.db.QueryContext(ctx, `SELECT run_id, cell_id, name, target, patchsets, suites, outcome, raw_outcome, stage, reason,
 		build_seconds, boot_seconds, kernel_cached, dir FROM cells ORDER BY run_id, rowid`)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -466,13 +466,14 @@ func (d *DB) Cells(ctx context.Context) ([]CellInfo, error) {
 	var out []CellInfo
 	for rows.Next() {
 		var c CellInfo
-		var suites string
+		var patchsets, suites string
 		var cached int
-		if err := rows.Scan(&c.RunID, &c.CellID, &c.Name, &c.Target, &suites, &c.Outcome, &c.Raw, &c.Stage, &c.Reason,
+		if err := rows.Scan(&c.RunID, &c.CellID, &c.Name, &c.Target, &patchsets, &suites, &c.Outcome, &c.Raw, &c.Stage, &c.Reason,
 			&c.BuildSeconds, &c.BootSeconds, &cached, &c.Dir); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		json.Unmarshal([]byte(suites), &c.Suites)
+		json.Unmarshal([]byte(patchsets), &c.PatchSets)
 		c.KernelCached = cached != 0
 		out = append(out, c)
 	}

@@ -2,7 +2,6 @@ package history
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
+	"github.com/kharness/kharness/internal/runfixture"
 )
 
 // realRun is a record of a real run: the uffd-fdinfo-total mutant on
@@ -20,46 +20,23 @@ const realRun = "../../testdata/runs/20261203-182644-25594"
 
 func loadReal(t testing.TB) *results.Run {
 	t.Helper()
-	r, _, err := ReadRecord(filepath.Join(realRun, "results.json"))
+	r, err := runfixture.Load(runfixture.MutantRun)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// Synth writes a copy of base as run id into root/<id>/results.json after
-// edit, started at start.
 func synthRun(t testing.TB, root string, base *results.Run, id string, start time.Time, edit func(*results.Run)) string {
 	t.Helper()
-	b, _ := json.Marshal(base)
-	var r results.Run
-	json.Unmarshal(b, &r)
-	r.ID, r.Started, r.Finished = id, start, start.Add(10*time.Minute)
-	if edit != nil {
-		edit(&r)
-	}
-	dir := filepath.Join(root, id)
-	os.MkdirAll(dir, 0o755)
-	b, _ = json.MarshalIndent(&r, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+	dir, err := runfixture.Write(root, base, id, start, edit)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
-// passing turns the mutant run into a baseline run: every test passes,
-// no retry, the cell passes.
-func passing(r *results.Run) {
-	for _, c := range r.Cells {
-		c.Outcome, c.Raw, c.Reason, c.Stage = outcome.Pass, outcome.Pass, "", ""
-		c.PatchSets = []string{"cow", "kmap-local", "umcg"}
-		c.PatchStack = strings.Repeat("b", 64)
-		for _, t := range c.Tests {
-			t.Outcome, t.Message, t.Retry = outcome.Pass, "", nil
-		}
-	}
-	r.Outcome, r.ExitCode = outcome.Pass, 0
-}
+var passing = runfixture.Passing
 
 func TestImportIdempotent(t *testing.T) {
 	ctx := context.Background()
