@@ -306,7 +306,7 @@ func showTrack(w io.Writer, t *history.Track, runs []history.RunInfo, n int) {
 		if o.Expected {
 			st += " (expected failure)"
 		}
-		msg := firstLine(o.Message)
+		msg := line1(o.Message)
 		if len(msg) > 100 {
 			msg = msg[:97] + "..."
 		}
@@ -314,7 +314,7 @@ func showTrack(w io.Writer, t *history.Track, runs []history.RunInfo, n int) {
 	}
 }
 
-func firstLine(s string) string {
+func line1(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }
@@ -373,7 +373,7 @@ func historyCompare(ctx context.Context, h historyFlags, base, head string, stdo
 		}
 		msg := ""
 		if c.Head != nil && c.Head.Status == history.Fail {
-			msg = firstLine(c.Head.Message)
+			msg = line1(c.Head.Message)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\n", c.Kind, c.Key, b, hd, msg)
 	}

@@ -20,8 +20,9 @@ import (
 
 // planFor splits the pipeline's matrix into n shards, packed by the
 // durations in the history index at db (defaults where it has none, or
-// when there is no index).
-func planFor(ctx context.Context, p *run.Pipeline, n int, db string) (*shard.Plan, error) {
+// when there is no index). n 0 picks the number of shards that keeps
+// each under maxMinutes by the estimates.
+func planFor(ctx context.Context, p *run.Pipeline, n int, db string, maxMinutes int) (*shard.Plan, error) {
 	d := shard.Durations{Boot: map[string]float64{}, Test: map[string]float64{}}
 	if _, err := os.Stat(db); err == nil {
 		var herr error
@@ -42,7 +43,17 @@ func planFor(ctx context.Context, p *run.Pipeline, n int, db string) (*shard.Pla
 		}
 		return out
 	}
+	auto := n <= 0
+	if auto {
+		n = 1
+	}
 	pl, err := shard.Make(p.Cfg.Path, p.Cfg.Matrix(p.Catalog), n, d, tests, p.Cfg.Duration, shard.DefaultDefaults)
+	if err == nil && auto {
+		// As many shards as keep each under maxMinutes (GitHub's job limit
+		// is 6 h): the total estimate over the limit, rounded up.
+		n = int(pl.Shards[0].Seconds/(float64(maxMinutes)*60)) + 1
+		pl, err = shard.Make(p.Cfg.Path, p.Cfg.Matrix(p.Catalog), n, d, tests, p.Cfg.Duration, shard.DefaultDefaults)
+	}
 	if err != nil {
 		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
 	}
@@ -84,7 +95,7 @@ func durations(ctx context.Context, path string) (shard.Durations, error) {
 			testSum[[2]string{o.Run.ID, k.CellID()}] += float64(o.DurationMS) / 1000
 		}
 		if len(xs) > 0 {
-			d.Test[k.CellID()+" "+k.TestName()] = mean(tail(xs, last))
+			d.Test[k.CellID()+" "+k.TestName()] = mean(lastN(xs, last))
 		}
 	}
 	sort.SliceStable(cells, func(i, j int) bool { return seq[cells[i].RunID] < seq[cells[j].RunID] })
@@ -100,12 +111,12 @@ func durations(ctx context.Context, path string) (shard.Durations, error) {
 		boots[c.CellID] = append(boots[c.CellID], b)
 	}
 	for id, xs := range boots {
-		d.Boot[id] = mean(tail(xs, last))
+		d.Boot[id] = mean(lastN(xs, last))
 	}
 	return d, nil
 }
 
-func tail(xs []float64, n int) []float64 {
+func lastN(xs []float64, n int) []float64 {
 	if len(xs) > n {
 		return xs[len(xs)-n:]
 	}
@@ -125,7 +136,8 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	n := fs.Int("shards", 1, "test shards (at most one per cell, at most 256)")
+	n := fs.Int("shards", 1, "test shards (at most one per cell, at most 256); 0: enough to keep each under --shard-minutes")
+	maxMin := fs.Int("shard-minutes", 240, "with --shards 0: the longest a shard should take, by the estimates")
 	db := fs.String("db", DefaultHistoryDB, "history index whose durations pack the shards")
 	format := fs.String("format", "tests", "what to print: tests (the test jobs' matrix), builds (the build jobs' matrix) or plan (everything, for run --plan)")
 	out := fs.String("o", "", "also write the whole plan to this file (for kharness run --shard i/N --plan FILE)")
@@ -142,7 +154,7 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	pl, err := planFor(ctx, p, *n, *db)
+	pl, err := planFor(ctx, p, *n, *db, *maxMin)
 	if err != nil {
 		return fail(stderr, err)
 	}

@@ -58,7 +58,7 @@ func (f *runFlags) apply(ctx context.Context, p *run.Pipeline, stderr io.Writer)
 			if err != nil {
 				return outcome.Errorf(outcome.ConfigError, "--plan: %w", err)
 			}
-		} else if pl, err = planFor(ctx, p, n, f.db); err != nil {
+		} else if pl, err = planFor(ctx, p, n, f.db, 0); err != nil {
 			return err
 		}
 		s, err := pl.Shard(i, n)
