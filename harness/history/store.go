@@ -26,7 +26,7 @@ import (
 
 // schemaVersion changes whenever the tables do; an index of another
 // version is rebuilt from its run directories, never migrated.
-const schemaVersion = "3"
+const schemaVersion = "4"
 
 const ddl = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -34,21 +34,21 @@ CREATE TABLE IF NOT EXISTS runs (
 	id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, outcome TEXT NOT NULL, exit_code INTEGER NOT NULL,
 	reason TEXT, config TEXT, source TEXT NOT NULL, dir TEXT, sha256 TEXT NOT NULL, shard TEXT, imported TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
-	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, cell_id TEXT NOT NULL, name TEXT NOT NULL,
-	target TEXT NOT NULL, patchsets TEXT NOT NULL, suites TEXT NOT NULL, expect TEXT, source_id TEXT, patch_stack TEXT,
-	kconfig_sha TEXT, kernel_version TEXT, kernel_key TEXT, outcome TEXT NOT NULL, raw_outcome TEXT NOT NULL,
-	stage TEXT, reason TEXT, build_seconds REAL, boot_seconds REAL, first_event_seconds REAL, kernel_cached INTEGER,
-	accel TEXT, dir TEXT, PRIMARY KEY (run_id, cell_id));
+	id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, cell_id TEXT NOT NULL,
+	source TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, patchsets TEXT NOT NULL, suites TEXT NOT NULL,
+	expect TEXT, source_id TEXT, patch_stack TEXT, kconfig_sha TEXT, kernel_version TEXT, kernel_key TEXT,
+	outcome TEXT NOT NULL, raw_outcome TEXT NOT NULL, stage TEXT, reason TEXT, build_seconds REAL, boot_seconds REAL,
+	first_event_seconds REAL, kernel_cached INTEGER, accel TEXT, dir TEXT, UNIQUE (run_id, cell_id));
 CREATE TABLE IF NOT EXISTS results (
-	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, cell_id TEXT NOT NULL, source TEXT NOT NULL,
-	cell TEXT NOT NULL, target TEXT NOT NULL, suite TEXT NOT NULL, test TEXT NOT NULL, status TEXT NOT NULL,
-	outcome TEXT NOT NULL, expected INTEGER NOT NULL, retry_status TEXT, retry_outcome TEXT, message TEXT, crash TEXT,
-	duration_ms INTEGER NOT NULL, host_blamed INTEGER NOT NULL, PRIMARY KEY (run_id, cell_id, suite, test));
-CREATE INDEX IF NOT EXISTS results_key ON results (source, cell, target, suite, test);
+	id INTEGER PRIMARY KEY, cell_ref INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE, suite TEXT NOT NULL,
+	test TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL, expected INTEGER NOT NULL, retry_status TEXT,
+	retry_outcome TEXT, message TEXT, crash TEXT, duration_ms INTEGER NOT NULL, host_blamed INTEGER NOT NULL,
+	UNIQUE (cell_ref, suite, test));
+CREATE TABLE IF NOT EXISTS metric_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS metrics (
-	run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, cell_id TEXT NOT NULL, suite TEXT NOT NULL,
-	test TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (run_id, cell_id, suite, test, name));
-CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name);
+	result_ref INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE, name_ref INTEGER NOT NULL REFERENCES metric_names(id),
+	value REAL NOT NULL, PRIMARY KEY (result_ref, name_ref)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_sha256 ON runs (sha256);
 `
 
 // DB is the history index: SQLite in WAL mode with one writer. It holds
@@ -210,43 +210,63 @@ func expand(srcs []string) ([]string, error) {
 
 // ReadRecord reads and checks a results.json (plain or gzipped).
 func ReadRecord(path string) (*results.Run, []byte, error) {
+	b, err := readRaw(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := parseRecord(path, b)
+	return r, b, err
+}
+
+func readRaw(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("history: %w", err)
+		return nil, fmt.Errorf("history: %w", err)
 	}
 	if strings.HasSuffix(path, ".gz") {
 		zr, err := gzip.NewReader(bytes.NewReader(b))
 		if err != nil {
-			return nil, nil, fmt.Errorf("history: %s: %w", path, err)
+			return nil, fmt.Errorf("history: %s: %w", path, err)
 		}
 		if b, err = io.ReadAll(zr); err != nil {
-			return nil, nil, fmt.Errorf("history: %s: %w", path, err)
+			return nil, fmt.Errorf("history: %s: %w", path, err)
 		}
 	}
+	return b, nil
+}
+
+// parseRecord checks a record against the schema and decodes it.
+func parseRecord(path string, b []byte) (*results.Run, error) {
 	if err := runschema.Validate(b); err != nil {
-		return nil, nil, fmt.Errorf("history: %s: %w", path, err)
+		return nil, fmt.Errorf("history: %s: %w", path, err)
 	}
 	var r results.Run
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, nil, fmt.Errorf("history: %s: %w", path, err)
+		return nil, fmt.Errorf("history: %s: %w", path, err)
 	}
-	return &r, b, nil
+	return &r, nil
 }
 
 func (d *DB) importFile(ctx context.Context, path string) (Imported, error) {
-	r, b, err := ReadRecord(path)
+	b, err := readRaw(path)
 	if err != nil {
 		return Imported{}, err
 	}
 	sum := sha256.Sum256(b)
 	digest := hex.EncodeToString(sum[:])
+	// A record already imported as it is needs no parsing at all.
+	var id string
+	if err := d.db.QueryRowContext(ctx, `SELECT id FROM runs WHERE sha256 = ?`, digest).Scan(&id); err == nil {
+		return Imported{Run: id, Path: path, Action: "unchanged"}, nil
+	}
+	r, err := parseRecord(path, b)
+	if err != nil {
+		return Imported{}, err
+	}
 	im := Imported{Run: r.ID, Path: path, Action: "added"}
 	var old string
 	err = d.db.QueryRowContext(ctx, `SELECT sha256 FROM runs WHERE id = ?`, r.ID).Scan(&old)
 	switch {
-	case err == nil && old == digest:
-		im.Action = "unchanged"
-		return im, nil
 	case err == nil:
 		im.Action = "replaced"
 	case !errors.Is(err, sql.ErrNoRows):
@@ -302,33 +322,39 @@ func insertRun(ctx context.Context, tx *sql.Tx, r *results.Run, dir, digest stri
 		r.Reason, r.Config, r.Source, dir, digest, shard, tstr(time.Now())); err != nil {
 		return err
 	}
-	cellStmt, err := tx.PrepareContext(ctx, `INSERT INTO cells (run_id, cell_id, name, target, patchsets, suites, expect,
+	cellStmt, err := tx.PrepareContext(ctx, `INSERT INTO cells (run_id, cell_id, source, name, target, patchsets, suites, expect,
 		source_id, patch_stack, kconfig_sha, kernel_version, kernel_key, outcome, raw_outcome, stage, reason, build_seconds,
-		boot_seconds, first_event_seconds, kernel_cached, accel, dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		boot_seconds, first_event_seconds, kernel_cached, accel, dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer cellStmt.Close()
-	resStmt, err := tx.PrepareContext(ctx, `INSERT INTO results (run_id, cell_id, source, cell, target, suite, test, status,
+	resStmt, err := tx.PrepareContext(ctx, `INSERT INTO results (cell_ref, suite, test, status,
 		outcome, expected, retry_status, retry_outcome, message, crash, duration_ms, host_blamed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer resStmt.Close()
-	metStmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO metrics (run_id, cell_id, suite, test, name, value) VALUES (?, ?, ?, ?, ?, ?)`)
+	metStmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO metrics (result_ref, name_ref, value) VALUES (?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer metStmt.Close()
+	names := map[string]int64{}
 	for _, c := range r.Cells {
 		expect := ""
 		if c.Expect != nil {
 			expect = jsonText(c.Expect)
 		}
-		if _, err := cellStmt.ExecContext(ctx, r.ID, c.ID, c.Name, c.Target, jsonText(c.PatchSets), jsonText(c.Suites), expect,
+		res, err := cellStmt.ExecContext(ctx, r.ID, c.ID, r.Source, c.Name, c.Target, jsonText(c.PatchSets), jsonText(c.Suites), expect,
 			c.SourceID, c.PatchStack, c.KconfigSHA, c.KernelVersion, c.KernelKey, string(c.Outcome), string(c.Raw), c.Stage,
-			c.Reason, c.BuildSeconds, c.BootSeconds, c.FirstEventSeconds, b2i(c.KernelCached), c.Accel, c.Dir); err != nil {
+			c.Reason, c.BuildSeconds, c.BootSeconds, c.FirstEventSeconds, b2i(c.KernelCached), c.Accel, c.Dir)
+		if err != nil {
+			return fmt.Errorf("cell %s: %w", c.ID, err)
+		}
+		cellRef, err := res.LastInsertId()
+		if err != nil {
 			return fmt.Errorf("cell %s: %w", c.ID, err)
 		}
 		kernel := &results.Test{Suite: KernelSuite, Name: KernelTest, Outcome: c.Outcome, Message: c.Reason}
@@ -354,18 +380,47 @@ func insertRun(ctx context.Context, tx *sql.Tx, r *results.Run, dir, digest stri
 			if t.Retry != nil {
 				rs, ro = string(RetryStatus(c, t)), string(t.Retry.Outcome)
 			}
-			if _, err := resStmt.ExecContext(ctx, r.ID, c.ID, r.Source, c.Name, c.Target, t.Suite, t.Name, string(st),
-				string(t.Outcome), b2i(expected), rs, ro, t.Message, t.Crash, t.DurationMS, b2i(t.HostBlamed)); err != nil {
+			res, err := resStmt.ExecContext(ctx, cellRef, t.Suite, t.Name, string(st),
+				string(t.Outcome), b2i(expected), rs, ro, t.Message, t.Crash, t.DurationMS, b2i(t.HostBlamed))
+			if err != nil {
+				return fmt.Errorf("cell %s test %s: %w", c.ID, id, err)
+			}
+			resRef, err := res.LastInsertId()
+			if err != nil {
 				return fmt.Errorf("cell %s test %s: %w", c.ID, id, err)
 			}
 			for name, v := range t.Metrics {
-				if _, err := metStmt.ExecContext(ctx, r.ID, c.ID, t.Suite, t.Name, name, v); err != nil {
+				nameRef, err := metricName(ctx, tx, names, name)
+				if err != nil {
+					return fmt.Errorf("metric %s: %w", name, err)
+				}
+				if _, err := metStmt.ExecContext(ctx, resRef, nameRef, v); err != nil {
 					return fmt.Errorf("cell %s test %s metric %s: %w", c.ID, id, name, err)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// metricName is the id of a metric's name, added when new.
+func metricName(ctx context.Context, tx *sql.Tx, cache map[string]int64, name string) (int64, error) {
+	if id, ok := cache[name]; ok {
+		return id, nil
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM metric_names WHERE name = ?`, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		var res sql.Result
+		if res, err = tx.ExecContext(ctx, `INSERT INTO metric_names (name) VALUES (?)`, name); err == nil {
+			id, err = res.LastInsertId()
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	cache[name] = id
+	return id, nil
 }
 
 // RunInfo is a run as the index has it.
@@ -410,9 +465,9 @@ func (d *DB) Observations(ctx context.Context, runs []RunInfo) (map[Key][]Obs, e
 	for _, r := range runs {
 		byID[r.ID] = r
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT r.run_id, r.source, r.cell, r.target, r.suite, r.test, r.status, r.outcome,
+	rows, err := d.db.QueryContext(ctx, `SELECT c.run_id, c.source, c.name, c.target, r.suite, r.test, r.status, r.outcome,
 		r.expected, r.retry_status, r.message, r.crash, r.duration_ms, c.source_id, c.kernel_version, c.patch_stack,
-		c.kconfig_sha, c.dir FROM results r JOIN cells c ON c.run_id = r.run_id AND c.cell_id = r.cell_id`)
+		c.kconfig_sha, c.dir FROM results r JOIN cells c ON c.id = r.cell_ref`)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -458,7 +513,7 @@ type CellInfo struct {
 // Cells lists the cells of every run.
 func (d *DB) Cells(ctx context.Context) ([]CellInfo, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT run_id, cell_id, name, target, patchsets, suites, outcome, raw_outcome, stage, reason,
-		build_seconds, boot_seconds, kernel_cached, dir FROM cells ORDER BY run_id, rowid`)
+		build_seconds, boot_seconds, kernel_cached, dir FROM cells ORDER BY run_id, id`)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -491,7 +546,9 @@ func (d *DB) Metrics(ctx context.Context, names ...string) ([]Metric, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	q := `SELECT run_id, cell_id, suite, test, name, value FROM metrics WHERE name IN (?` + strings.Repeat(", ?", len(names)-1) + `)`
+	q := `SELECT c.run_id, c.cell_id, r.suite, r.test, n.name, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_ref
+		JOIN results r ON r.id = m.result_ref JOIN cells c ON c.id = r.cell_ref
+		WHERE n.name IN (?` + strings.Repeat(", ?", len(names)-1) + `)`
 	args := make([]any, len(names))
 	for i, n := range names {
 		args[i] = n
