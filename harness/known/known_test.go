@@ -88,3 +88,10 @@ func TestEmpty(t *testing.T) {
 		t.Errorf("missing file: %v %v", s, err)
 	}
 }
+
+// TestRepoFile: the repository's own known-issues.yaml loads.
+func TestRepoFile(t *testing.T) {
+	if _, err := Load("../../known-issues.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
