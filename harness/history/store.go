@@ -191,7 +191,7 @@ func expand(srcs []string) ([]string, error) {
 		for _, e := range ents {
 			p := filepath.Join(s, e.Name())
 			switch {
-			case strings.HasSuffix(e.Name(), ".json.gz") || strings.HasSuffix(e.Name(), ".json"):
+			case strings.HasSuffix(e.Name(), ".json.gz"):
 				add(p)
 				n++
 			case e.IsDir() || e.Type()&os.ModeSymlink != 0:
