@@ -10,6 +10,7 @@ import (
 	"github.com/go-analyze/charts"
 
 	"github.com/kharness/kharness/harness/history"
+	"github.com/kharness/kharness/harness/outcome"
 )
 
 // MetricTrend is a trend of suite metrics: every (cell, test) that
@@ -83,6 +84,9 @@ func trends(window []history.RunInfo, cells []history.CellInfo, obs map[history.
 	}
 	boot, build, suites := map[string]*series{}, map[string]*series{}, map[string]*series{}
 	for _, c := range cells {
+		if c.Outcome == outcome.Infra || c.Outcome == outcome.Interrupted || c.Outcome == outcome.Incomplete {
+			continue // the host's failure, not the kernel's time
+		}
 		if c.BootSeconds > 0 {
 			set(boot, c.CellID, c.RunID, c.BootSeconds, false)
 		}
