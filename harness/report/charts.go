@@ -110,13 +110,16 @@ func trends(window []history.RunInfo, cells []history.CellInfo, obs map[history.
 		if err != nil {
 			return fmt.Errorf("report: chart %s: %w", id, err)
 		}
+		if len(m) > 0 {
+			note = "" // the note explains an empty chart
+		}
 		out = append(out, Chart{ID: id, Title: title, Note: note, SVG: svg})
 		return nil
 	}
 	if err := add("boot", "boot time per cell (QEMU start to power-off, suites included)", "s", "", boot); err != nil {
 		return nil, err
 	}
-	if err := add("build", "kernel build time (kernels built, not taken from the cache)", "s", "no point: the kernel came from the cache", build); err != nil {
+	if err := add("build", "kernel build time (kernels built, not taken from the cache)", "s", "no build in these runs: every kernel came from the cache", build); err != nil {
 		return nil, err
 	}
 	if err := add("suites", "suite durations (sum of test times over every cell)", "s", "", suites); err != nil {
