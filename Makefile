@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 80m
 
 ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: run test unit e2e deps vet lint bin bench soak
+.PHONY: run test unit e2e deps vet lint bin bench soak nightly
 
 bin:
 	$(GO) build -o bin/kharness ./cmd/kharness
@@ -24,7 +24,7 @@ vet:
 	GOARCH=386 $(GO) vet ./suites/... ./initramfs/...
 	$(GO) vet -tags e2e ./cmd/kharness/
 	$(GO) vet -tags 'e2e soak' ./cmd/kharness/
-	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml
+	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml .github/workflows/nightly.yml
 
 unit: vet
 	$(GO) test ./...
@@ -32,7 +32,8 @@ unit: vet
 e2e: deps
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./cmd/kharness/ -run E2E
 
-test: unit e2e
+# deps first: the unit tests load the report in Chromium, which doctor installs.
+test: deps unit e2e
 
 # Soak: the default matrix SOAK_RUNS times on real kernels, every failed
 # test tallied (not in CI: ~10 min per round under TCG here).
@@ -43,3 +44,12 @@ soak: deps
 # Boot overhead: bare kernel + trivial init vs the agent's first result.
 bench: deps
 	$(GO) test -tags e2e -run '^$$' -bench Boot -benchtime 3x -timeout 60m ./cmd/kharness/
+
+# The nightly matrix on this machine, as .github/workflows/nightly.yml runs
+# it sharded: suspects retried once, the run imported into history, the
+# report written (results/report/index.html), the gate's exit code last.
+nightly: deps
+	./bin/kharness run -c nightly.yaml --retry || true
+	./bin/kharness history import results/
+	./bin/kharness report -o results/report
+	./bin/kharness history gate --fail-on regression

@@ -58,6 +58,10 @@ commands:
            mutants and the tests that catch them
   cache    du | prune [--max SIZE]: what the cache holds; shrink it
   doctor   check host tools; --install installs the missing Debian packages
+  history  import runs into the history index; show, compare, gate (kharness history help)
+  plan     split the matrix into build jobs and test shards (GitHub Actions matrices)
+  merge    merge the run directories of a sharded matrix into one run
+  report   write the nightly report: index.html (self-contained) and summary.md
   help     this text
 
 common flags (override kharness.yaml):
@@ -70,6 +74,12 @@ common flags (override kharness.yaml):
   --results DIR      where results/<run-id>/ goes
   --duration D       stress duration per test (e.g. 10s in CI, 10m nightly)
   --cell PAT,...     only the config's cells whose names match (shell patterns)
+
+nightly flags (run, build):
+  --only ID,...      only these matrix cells, by id (name.target)
+  --shard i/N        shard i of N (kharness plan), packed by durations in --db; --plan FILE uses a saved plan
+  --retry            (run) boot every suspect failed test once more, alone, in the same run
+  --db FILE          history index (default results/history.db)
 
 exit codes:
 `, strings.Join(target.Names(), ", "))
@@ -109,6 +119,7 @@ type common struct {
 	// boot only
 	gdb     gdbFlag
 	pastRun string
+	run     runFlags // run and build only (runflags.go)
 }
 
 // gdbFlag is --gdb (port 1234) or --gdb=PORT.
@@ -217,6 +228,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return doctorCmd(rest, stdout, stderr)
 	case "cache":
 		return cacheCmd(rest, stdout, stderr)
+	case "history":
+		return historyCmd(rest, stdout, stderr)
+	case "plan":
+		return planCmd(rest, stdout, stderr)
+	case "merge":
+		return mergeCmd(rest, stdout, stderr)
+	case "report":
+		return reportCmd(rest, stdout, stderr)
 	case initramfs.InternalCommand:
 		// A child of kharness building an initramfs (see initramfs.Build).
 		if len(rest) != 1 {
@@ -338,6 +357,7 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 		fs.Var(&c.gdb, "gdb", "start paused with QEMU's gdb stub on this port (default 1234) and write a .gdbinit")
 		fs.StringVar(&c.pastRun, "run", "", "boot the kernel and initramfs this past run booted (with --cell)")
 	}
+	c.run.register(fs, cmd)
 	if err := fs.Parse(args); err != nil {
 		return outcome.ConfigError.ExitCode()
 	}
@@ -366,6 +386,9 @@ func matrixCmd(cmd string, args []string, stdout, stderr io.Writer) int {
 	p.Track = track
 	if self, err := os.Executable(); err == nil {
 		p.Self = self
+	}
+	if err := c.run.apply(ctx, p, stderr); err != nil {
+		return fail(stderr, err)
 	}
 	switch cmd {
 	case "build":

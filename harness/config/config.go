@@ -231,6 +231,9 @@ type Config struct {
 	// reports them instead of silently running nothing.
 	unmatched []string
 	allCells  []string
+	// Only, when set, keeps just these matrix cells (MatrixCell.ID): one
+	// shard of a sharded matrix, or one kernel's build job.
+	Only []string
 }
 
 // Overrides are the command-line flags that take precedence over the file.
@@ -697,6 +700,10 @@ func (c *Config) Matrix(cat Catalog) []MatrixCell {
 	if len(cells) == 0 {
 		cells = []Cell{{Name: "default"}}
 	}
+	keep := map[string]bool{}
+	for _, id := range c.Only {
+		keep[id] = true
+	}
 	for _, cell := range cells {
 		ps := c.PatchSets
 		if cell.PatchSets.Set() {
@@ -707,6 +714,9 @@ func (c *Config) Matrix(cat Catalog) []MatrixCell {
 			ss = cell.Suites
 		}
 		for _, t := range c.cellTargets(cell) {
+			if len(keep) > 0 && !keep[cell.Name+"."+t] {
+				continue
+			}
 			out = append(out, MatrixCell{
 				ID: cell.Name + "." + t, Name: cell.Name, Target: t,
 				PatchSets: resolve(ps, cat.DefaultPatchSets),

@@ -55,7 +55,9 @@ func (g *GitRange) Len() int { return len(g.commits) - 1 }
 func (g *GitRange) Name(i int) string { return fmt.Sprintf("%.12s %s", g.commits[i], g.subjects[i]) }
 
 // Label names the range.
-func (g *GitRange) Label() string { return fmt.Sprintf("%.12s..%.12s", g.commits[0], g.commits[len(g.commits)-1]) }
+func (g *GitRange) Label() string {
+	return fmt.Sprintf("%.12s..%.12s", g.commits[0], g.commits[len(g.commits)-1])
+}
 
 // Base is the cell the commits are built in.
 func (g *GitRange) Base() config.MatrixCell { return g.cell }

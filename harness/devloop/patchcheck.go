@@ -38,11 +38,11 @@ const (
 
 // Series is a patch set cut into its prefixes and the stack around it.
 type Series struct {
-	p    *run.Pipeline
-	Cell config.MatrixCell // target, suites, the whole stack's names
-	Before []*patch.Set    // the sets before the walked one
-	Set  *patch.Set        // the walked set
-	Rest []*patch.Set      // the sets after it
+	p      *run.Pipeline
+	Cell   config.MatrixCell // target, suites, the whole stack's names
+	Before []*patch.Set      // the sets before the walked one
+	Set    *patch.Set        // the walked set
+	Rest   []*patch.Set      // the sets after it
 }
 
 // Load finds set in the cell's stack (appending it when the stack lacks

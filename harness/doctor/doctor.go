@@ -57,6 +57,8 @@ func Checks(sourcePkg string) []Check {
 		{"ccache", "ccache", "build", cmd("ccache"), ""},
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
 		{"gdb", "gdb", "boot --gdb", cmd("gdb"), ""},
+		// The nightly report's tests load it in a real headless browser.
+		{"chromium", "chromium", "report tests", cmd("chromium"), ""},
 	}
 	// Each target's QEMU, at the version its record asks for (i386 guests
 	// need QEMU >= 10: see target.Target.QEMUMin), from Debian 12's

@@ -36,6 +36,19 @@ type Test struct {
 	HostBlamed bool `json:"host_blamed,omitempty"`
 	// Iterations is the last heartbeat's loop count.
 	Iterations int64 `json:"iterations,omitempty"`
+	// Retry is the test's second attempt in the same run (a failed test
+	// booted again alone, run.Pipeline.Retry); the outcome above stays the
+	// first attempt's.
+	Retry *Retry `json:"retry,omitempty"`
+}
+
+// Retry is what a failed test's second attempt came to.
+type Retry struct {
+	Outcome    outcome.Outcome `json:"outcome"`
+	Message    string          `json:"message,omitempty"`
+	Crash      string          `json:"crash,omitempty"`
+	DurationMS int64           `json:"duration_ms"`
+	Dir        string          `json:"dir"` // the retry boot's artefacts, relative to the run
 }
 
 // SuiteRun is what the guest said of one suite process.
@@ -58,9 +71,11 @@ type Cell struct {
 	PatchSets []string             `json:"patchsets"`
 	Suites    []string             `json:"suites"`
 	Expect    *outcome.Expectation `json:"expect,omitempty"`
-	// PatchStack digests the applied patches; with Target and KconfigSHA
-	// it identifies the kernel across runs (history).
+	// PatchStack digests the applied patches; with SourceID, Target and
+	// KconfigSHA it identifies the kernel across runs (history).
 	PatchStack string `json:"patch_stack,omitempty"`
+	// SourceID is the kernel source's content hash (tarball) or commit.
+	SourceID string `json:"source_id,omitempty"`
 	// Outcome is the verdict after the cell's expectation; Raw before it.
 	Outcome outcome.Outcome `json:"outcome"`
 	Raw     outcome.Outcome `json:"raw_outcome"`
@@ -117,7 +132,19 @@ type Run struct {
 	Outcome  outcome.Outcome `json:"outcome"`
 	ExitCode int             `json:"exit_code"`
 	Reason   string          `json:"reason,omitempty"`
-	Cells    []*Cell         `json:"cells"`
+	// Shard says which part of a sharded matrix this run is (kharness
+	// run --shard i/N); kharness merge puts the parts back together.
+	Shard *Shard  `json:"shard,omitempty"`
+	Cells []*Cell `json:"cells"`
+}
+
+// Shard is one part of a matrix split across machines.
+type Shard struct {
+	Index int `json:"index"` // 1-based
+	Count int `json:"count"`
+	// Matrix lists every cell id of the whole matrix, in the unsharded
+	// run's order.
+	Matrix []string `json:"matrix"`
 }
 
 // Record is one line of the run's events file.

@@ -52,6 +52,11 @@ type Pipeline struct {
 	Self string
 	// Track shows the long stages as they go (nil: nobody watches).
 	Track *progress.Tracker
+	// Retry, when set, picks the failed tests Matrix boots once more,
+	// alone, before the run is closed (retry.go).
+	Retry func(*results.Cell, *results.Test) bool
+	// Shard is recorded in the run when it is one part of a matrix.
+	Shard *results.Shard
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
@@ -85,6 +90,9 @@ type Kernel struct {
 	// Timings are the seconds each stage took for this kernel: source,
 	// patch, kconfig, build (0 or absent when cached).
 	Timings map[string]float64
+	// SourceID and PatchStack identify the source and the patches, for
+	// the run's record.
+	SourceID, PatchStack string
 }
 
 // New loads the catalog (suites, their declared tests, patch sets) and
@@ -450,7 +458,8 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 	}
 	os.WriteFile(filepath.Join(cellDir, "config"), cfgData, 0o644)
 	sum := sha256.Sum256(cfgData)
-	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings, Notes: dropNotes}
+	k := &Kernel{Config: cfgData, ConfigSHA: hex.EncodeToString(sum[:]), Version: pr.Version, Timings: timings, Notes: dropNotes,
+		SourceID: pr.ID, PatchStack: patch.Digest(sets)}
 	req := build.ImageRequest{CacheDir: p.cacheDir, SourceID: pr.ID, PatchDigest: patch.Digest(sets), Arch: t.Arch,
 		Compiler: p.compiler, Config: cfgData, Source: pr.Spec.Raw, Version: pr.Version, Target: t.Name,
 		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: jobs,
@@ -651,7 +660,8 @@ const TCGAccel = boot.TCG
 // recorded as interrupted.
 func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, error) {
 	cells := p.Cfg.Matrix(p.Catalog)
-	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC()}
+	run := &results.Run{ID: results.NewID(time.Now()), Config: p.Cfg.Path, Source: p.Cfg.Source, Started: time.Now().UTC(),
+		Shard: p.Shard}
 	for _, c := range cells {
 		run.Cells = append(run.Cells, &results.Cell{ID: c.ID, Name: c.Name, Target: c.Target, PatchSets: c.PatchSets,
 			Suites: c.Suites, Expect: c.Expect, Dir: filepath.Join("cells", c.ID), Tests: []*results.Test{},
@@ -704,6 +714,7 @@ func (p *Pipeline) Matrix(ctx context.Context) (*results.Run, *results.Store, er
 	if next != nil {
 		<-next.done // a build started for a cell the run will not reach
 	}
+	p.retryFailed(ctx, store, run, cells)
 	if ctx.Err() != nil {
 		store.Update(func(r *results.Run) { r.Outcome = outcome.Interrupted })
 	}
@@ -855,7 +866,7 @@ func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBuild, Status: "ok", Message: k.Key})
 	store.Update(func(*results.Run) {
 		rc.KernelKey, rc.KernelCached, rc.BuildWarnings, rc.KernelVersion = k.Key, k.Cached, k.Warnings, k.Version
-		rc.KconfigSHA = k.ConfigSHA
+		rc.SourceID, rc.PatchStack, rc.KconfigSHA = k.SourceID, k.PatchStack, k.ConfigSHA
 		if !k.Cached {
 			rc.BuildSeconds = k.Seconds
 		}
