@@ -69,7 +69,13 @@ type Image struct {
 	Meta   ImageMeta
 	// Notes say what the cache had to repair (a corrupt entry rebuilt).
 	Notes []string
+	// hold is a shared lock on the entry, kept until Release: a cache
+	// prune by another run cannot delete a kernel this run boots.
+	hold *cache.Lock
 }
+
+// Release lets the entry go (to a prune or a rebuild).
+func (img *Image) Release() { img.hold.Release() }
 
 // artefacts are the files of an entry that carry a checksum: the image,
 // vmlinux (for gdb: the symbols of the very image that booted), the
@@ -92,13 +98,26 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 	if err != nil {
 		return nil, outcome.Errorf(outcome.Infra, "kernel cache: %w", err)
 	}
-	defer lock.Release()
+	keep := false
+	defer func() {
+		if !keep {
+			lock.Release()
+		}
+	}()
+	// share hands the caller a shared hold on the entry it gets.
+	share := func() (*Image, error) {
+		if err := lock.Share(); err != nil {
+			return nil, infra(err)
+		}
+		keep, img.hold = true, lock
+		return img, nil
+	}
 	meta, err := verify(dir)
 	switch {
 	case err == nil:
 		img.Cached, img.Meta = true, *meta
 		cache.Touch(dir) // most recently used, for the cache budget
-		return img, nil
+		return share()
 	case !errors.Is(err, os.ErrNotExist):
 		img.Notes = append(img.Notes, fmt.Sprintf("cached kernel %s failed verification (%v): rebuilt", key[:12], err))
 		if err := os.RemoveAll(dir); err != nil {
@@ -154,7 +173,7 @@ func GetImage(ctx context.Context, r ImageRequest) (*Image, error) {
 		return nil, infra(err)
 	}
 	img.Meta = m
-	return img, nil
+	return share()
 }
 
 // verify reads an entry's metadata and checks every artefact against it.

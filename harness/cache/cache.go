@@ -124,6 +124,16 @@ func Holder(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// Share turns an exclusive lock into a shared one: the holder keeps using
+// the entry (a kernel it is about to boot) while others may read it too,
+// but nobody can take it exclusively (Prune, a rebuild) until Release.
+func (l *Lock) Share() error {
+	if err := unix.Flock(int(l.f.Fd()), unix.LOCK_SH); err != nil {
+		return fmt.Errorf("share lock %s: %w", l.f.Name(), err)
+	}
+	return nil
+}
+
 // Release drops the lock.
 func (l *Lock) Release() {
 	if l != nil && l.f != nil {

@@ -150,6 +150,7 @@ func runWalk(ctx context.Context, w Walk, i int, store *results.Store, rc *resul
 		return "", nil
 	}
 	w.Pipeline().BootCell(ctx, store, c, rc, k)
+	k.Release()
 	return k.ImageSHA, nil
 }
 

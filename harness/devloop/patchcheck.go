@@ -249,6 +249,7 @@ func Check(ctx context.Context, q CheckRequest, log io.Writer) (*Report, *result
 		store.Close()
 		return nil, r, fmt.Errorf("the parent stack does not build, nothing to compare with: %w", err)
 	}
+	parent.Release()
 	warn := warningsByFile(parent.Warnings)
 	prevConfig := parent.Config
 	for i := 1; i <= s.Len() && ctx.Err() == nil; i++ {
@@ -313,6 +314,7 @@ func Check(ctx context.Context, q CheckRequest, log io.Writer) (*Report, *result
 				store.Update(func(*results.Run) { rc.SetOutcome(outcome.BuildFail, "build", res.Reason) })
 			}
 		}
+		k.Release()
 		res.Seconds = time.Since(stepStart).Seconds()
 		rep.Patches = append(rep.Patches, res)
 		if res.Bad && rep.FirstBad == 0 {

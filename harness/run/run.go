@@ -66,7 +66,6 @@ type Pipeline struct {
 	pristine *source.Pristine
 	compiler string
 	accels   map[string]accelChoice // per QEMU binary
-	kernels  map[string]*Kernel     // per build key, built once per run
 }
 
 type accelChoice struct {
@@ -93,6 +92,16 @@ type Kernel struct {
 	// SourceID and PatchStack identify the source and the patches, for
 	// the run's record.
 	SourceID, PatchStack string
+	// release lets the kernel's cache entry go (a shared hold keeps a
+	// prune by another run from deleting it while this one boots it).
+	release func()
+}
+
+// Release lets the kernel's cache entry go; a cell calls it once booted.
+func (k *Kernel) Release() {
+	if k != nil && k.release != nil {
+		k.release()
+	}
 }
 
 // New loads the catalog (suites, their declared tests, patch sets) and
@@ -104,7 +113,7 @@ func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline
 		return nil, outcome.Errorf(outcome.ConfigError, "%w", err)
 	}
 	p := &Pipeline{Cfg: cfg, Progress: progress, cacheDir: cacheDir,
-		accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}, Suites: map[string]catalog.Suite{}}
+		accels: map[string]accelChoice{}, Suites: map[string]catalog.Suite{}}
 	ps, err := patch.Discover(cfg.Abs(cfg.Dirs.Patches))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, outcome.Errorf(outcome.ConfigError, "patch sets: %w", err)
@@ -172,7 +181,7 @@ func (p *Pipeline) WithSource(src string) *Pipeline {
 	cfg := *p.Cfg
 	cfg.Source = src
 	return &Pipeline{Cfg: &cfg, Catalog: p.Catalog, Suites: p.Suites, Progress: p.Progress, Self: p.Self, Track: p.Track,
-		cacheDir: p.cacheDir, store: p.store, accels: map[string]accelChoice{}, kernels: map[string]*Kernel{}}
+		cacheDir: p.cacheDir, store: p.store, accels: map[string]accelChoice{}}
 }
 
 // Source resolves and imports the kernel source once per pipeline.
@@ -465,12 +474,6 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 		PatchSets: c.PatchSets, MakeTarget: t.MakeTarget, ImagePath: t.Image, Jobs: jobs,
 		CCache: filepath.Join(p.cacheDir, "ccache"), CCacheMax: int64(p.Cfg.CCacheMax), LogPath: filepath.Join(cellDir, "build.log"), Lock: p.lockWait(c.ID)}
 	k.Key = build.ImageKey(req)
-	p.mu.Lock()
-	prev, ok := p.kernels[k.Key]
-	p.mu.Unlock()
-	if ok {
-		return prev, nil
-	}
 	blog, err := os.Create(req.LogPath)
 	if err != nil {
 		return nil, stageErr(StageBuild, outcome.Errorf(outcome.Infra, "%w", err))
@@ -508,6 +511,7 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 		return nil, stageErr(StageBuild, err)
 	}
 	k.Dir, k.Image, k.Cached, k.ImageSHA = img.Dir, img.Path, img.Cached, img.Meta.SHA256["bzImage"]
+	k.release = img.Release
 	k.Warnings, k.Seconds, k.Notes = img.Meta.Warnings, img.Meta.Seconds, append(k.Notes, img.Notes...)
 	for _, n := range img.Notes {
 		p.logf(c.ID, "build: %s", n)
@@ -520,9 +524,6 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 	} else {
 		p.logf(c.ID, "build: done in %.0fs, %d warning(s)", k.Seconds, len(k.Warnings))
 	}
-	p.mu.Lock()
-	p.kernels[k.Key] = k
-	p.mu.Unlock()
 	return k, nil
 }
 
@@ -841,6 +842,7 @@ func (p *Pipeline) cell(ctx context.Context, store *results.Store, c config.Matr
 		booting() // this cell's build is done: the next one may start
 	}
 	p.BootCell(ctx, store, c, rc, k)
+	k.Release()
 }
 
 // timing adds a stage's seconds to a cell's timings.
