@@ -62,6 +62,8 @@ type Spec struct {
 	// CrashGrace is how long to keep reading after a fatal splat so the
 	// whole report is captured before QEMU is killed.
 	CrashGrace time.Duration
+	// KUnit, when set, reports the kernel's KUnit tests from the console.
+	KUnit *KUnit
 }
 
 // Result is what one boot came to.
@@ -145,6 +147,7 @@ type Facts struct {
 	StoppedReason string
 	StoppedByDog  bool // the stop was a watchdog's (no output, no events, boot, overall)
 	Hello, Done   bool
+	InKUnit       bool // the crash came while KUnit's tests ran (before init)
 	ConsoleBytes  int64
 	Crash         *splat.Report
 	// QEMU's end: exit code, or the signal that killed it, and the
@@ -172,7 +175,7 @@ func Verdict(f Facts) (o outcome.Outcome, reason string, watchdog bool) {
 	case f.WriteErr != nil:
 		return outcome.Infra, "the boot's record could not be written: " + f.WriteErr.Error(), false
 	case f.Crash != nil && (f.Crash.Fatal || !f.Done):
-		if !f.Hello {
+		if !f.Hello && !f.InKUnit {
 			return outcome.BootFail, "kernel crashed before the agent started: " + f.Crash.Title, false
 		}
 		return outcome.KernelCrash, f.Crash.Title, false
@@ -292,6 +295,20 @@ func Run(ctx context.Context, s Spec, onEvent func(event.Event)) (*Result, error
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // on every path
+	if s.KUnit != nil {
+		// KUnit speaks before anything else: its events are serialized
+		// with the agent's through one lock.
+		var emitMu sync.Mutex
+		orig := onEvent
+		onEvent = func(e event.Event) {
+			emitMu.Lock()
+			defer emitMu.Unlock()
+			if orig != nil {
+				orig(e)
+			}
+		}
+		w.kunit = newKUnitWatch(*s.KUnit, onEvent)
+	}
 	var readers sync.WaitGroup
 	readers.Add(3)
 	w.pipes.Add(2)
@@ -388,6 +405,9 @@ loop:
 		w.closeConn()
 		<-drained
 	}
+	if w.kunit != nil {
+		w.kunit.close(event.Fail, "the boot ended before the agent started: the KUnit tests did not finish")
+	}
 	waitErr := cmd.Wait()
 	res.Duration = time.Since(res.Started)
 	var ee *exec.ExitError
@@ -411,6 +431,11 @@ loop:
 	}
 	if res.BlameSuite == "" && res.BlameTest == "" {
 		res.BlameSuite, res.BlameTest = w.runSuite, w.runTest
+	}
+	if res.BlameSuite == "" && res.Hello == nil && w.kunit != nil && w.kunit.blame() != "" {
+		// A crash before init, during the KUnit tests: blame the one running.
+		res.BlameSuite, res.BlameTest = s.KUnit.Suite, w.kunit.blame()
+		f.InKUnit = f.Crash != nil
 	}
 	f.Hello, f.Done = res.Hello != nil, res.Done
 	f.ConsoleBytes = w.consoleBytes
@@ -443,6 +468,7 @@ type watch struct {
 	conn         net.Conn
 	crashSeen    chan struct{}
 	helloSeen    chan struct{}
+	kunit        *kunitWatch // nil: no KUnit to report
 	crashOnce    sync.Once
 	helloOnce    sync.Once
 	suiteStart   chan suiteRun
@@ -515,8 +541,12 @@ func (w *watch) console(r io.Reader, log io.Writer) {
 	buf := make([]byte, 32*1024)
 	var line []byte
 	feed := func(l []byte) {
+		text := strings.TrimRight(string(l), "\r\n")
+		if w.kunit != nil {
+			w.kunit.feed(text)
+		}
 		w.mu.Lock()
-		rep := w.parser.Feed(strings.TrimRight(string(l), "\r\n"))
+		rep := w.parser.Feed(text)
 		w.mu.Unlock()
 		if rep != nil && rep.Fatal {
 			w.crashOnce.Do(func() { close(w.crashSeen) })
@@ -618,6 +648,12 @@ func (w *watch) events(ln net.Listener, raw io.Writer, onEvent func(event.Event)
 			ev := e
 			w.res.Hello = &ev
 			w.helloOnce.Do(func() { close(w.helloSeen) })
+			if w.kunit != nil {
+				// KUnit ran before init: what it did not finish, it never will.
+				w.mu.Unlock()
+				w.kunit.close(event.Pass, "")
+				w.mu.Lock()
+			}
 		case event.TestStart:
 			w.runSuite, w.runTest = e.Suite, e.Test
 		case event.TestEnd:

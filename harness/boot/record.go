@@ -21,6 +21,7 @@ type Record struct {
 	Accel    Accel          `json:"accel"`
 	Guest    guest.BootArgs `json:"guest"`
 	Cmdline  []string       `json:"cmdline,omitempty"`
+	KUnit    *KUnit         `json:"kunit,omitempty"`
 	Boot     time.Duration  `json:"boot"`
 	NoOutput time.Duration  `json:"no_output"`
 	Overall  time.Duration  `json:"overall"`
@@ -29,7 +30,7 @@ type Record struct {
 // RecordOf is s as a Record.
 func RecordOf(s Spec, vmlinux string) Record {
 	return Record{Target: s.Target.Name, Kernel: s.Kernel, Vmlinux: vmlinux, Initrd: s.Initrd, Accel: s.Accel,
-		Guest: s.Guest, Cmdline: s.Cmdline, Boot: s.Boot, NoOutput: s.NoOutput, Overall: s.Overall}
+		Guest: s.Guest, Cmdline: s.Cmdline, KUnit: s.KUnit, Boot: s.Boot, NoOutput: s.NoOutput, Overall: s.Overall}
 }
 
 // Save writes the record as JSON.
@@ -65,6 +66,6 @@ func (r Record) Spec(dir string) (Spec, error) {
 			return Spec{}, fmt.Errorf("the boot's %s is gone (pruned from the cache?): %w", f, err)
 		}
 	}
-	return Spec{Target: t, Kernel: r.Kernel, Initrd: r.Initrd, Accel: r.Accel, Guest: r.Guest, Cmdline: r.Cmdline,
+	return Spec{Target: t, Kernel: r.Kernel, Initrd: r.Initrd, Accel: r.Accel, Guest: r.Guest, Cmdline: r.Cmdline, KUnit: r.KUnit,
 		Dir: dir, Boot: r.Boot, NoOutput: r.NoOutput, Overall: r.Overall}, nil
 }

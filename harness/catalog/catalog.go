@@ -26,11 +26,96 @@ type Suite struct {
 	Name        string `yaml:"-"`
 	Dir         string `yaml:"-"`
 	Description string `yaml:"description"`
+	// Type is what runs: go (the default: the Go program in the suite's
+	// directory), kselftest (programs of the kernel tree's selftests,
+	// built from the cell's own tree) or kunit (in-kernel KUnit suites,
+	// turned on by the suite's kconfig fragment, reporting on the console).
+	Type string `yaml:"type"`
 	// Timeout is the suite's deadline in the guest at the default 10s
 	// duration under KVM; the harness scales it.
 	Timeout time.Duration `yaml:"timeout"`
 	// Default false keeps a suite (e.g. the harness's own selftest) out of "all".
 	Default *bool `yaml:"default"`
+	// Programs are a kselftest suite's programs.
+	Programs []Program `yaml:"programs"`
+	// KUnit are a kunit suite's KUnit suites (as they name themselves in
+	// KTAP); each must report.
+	KUnit []string `yaml:"kunit"`
+}
+
+// Suite types.
+const (
+	TypeGo        = "go"
+	TypeKselftest = "kselftest"
+	TypeKUnit     = "kunit"
+)
+
+// Program is one selftest program.
+type Program struct {
+	// Path in the kernel tree, e.g. tools/testing/selftests/mm/cow.
+	Path string `yaml:"path"`
+	// Args are its arguments; {duration_s} stands for the run's duration
+	// in seconds, so a stress program scales like the Go suites.
+	Args []string `yaml:"args"`
+	// Timeout overrides the directory's settings file (timeout=N), which
+	// overrides kselftest's 45 s default.
+	Timeout time.Duration `yaml:"timeout"`
+	// Format is how it reports: ktap (the default), or uffd-unit
+	// ("Testing X... done|skipped [reason]|failed [reason]" lines, which
+	// 6.12's uffd-unit-tests prints instead of KTAP).
+	Format string `yaml:"format"`
+}
+
+// Name is the program's name (its test name).
+func (p Program) Name() string { return filepath.Base(p.Path) }
+
+// IsGo says whether the suite is a Go program of this module.
+func (s Suite) IsGo() bool { return s.Type == "" || s.Type == TypeGo }
+
+// Declared are the tests a kselftest or kunit suite declares: its
+// programs, or its KUnit suites.
+func (s Suite) Declared() []string {
+	var out []string
+	for _, p := range s.Programs {
+		out = append(out, p.Name())
+	}
+	return append(out, s.KUnit...)
+}
+
+func (s Suite) validate(path string) error {
+	var errs *multierror.Error
+	switch s.Type {
+	case "", TypeGo:
+		if len(s.Programs) > 0 || len(s.KUnit) > 0 {
+			errs = multierror.Append(errs, fmt.Errorf("%s: a go suite has no programs or kunit", path))
+		}
+	case TypeKselftest:
+		if len(s.Programs) == 0 {
+			errs = multierror.Append(errs, fmt.Errorf("%s: a kselftest suite needs programs", path))
+		}
+		seen := map[string]bool{}
+		for i, p := range s.Programs {
+			if !strings.HasPrefix(p.Path, "tools/testing/selftests/") || strings.Contains(p.Path, "..") {
+				errs = multierror.Append(errs, fmt.Errorf("%s: programs[%d]: path %q is not under tools/testing/selftests/", path, i, p.Path))
+			}
+			if seen[p.Name()] {
+				errs = multierror.Append(errs, fmt.Errorf("%s: programs[%d]: %s named twice", path, i, p.Name()))
+			}
+			seen[p.Name()] = true
+			switch p.Format {
+			case "", "ktap", "uffd-unit":
+			default:
+				errs = multierror.Append(errs, fmt.Errorf("%s: programs[%d]: format %q: want ktap or uffd-unit", path, i, p.Format))
+			}
+		}
+	case TypeKUnit:
+		if len(s.KUnit) == 0 {
+			errs = multierror.Append(errs, fmt.Errorf("%s: a kunit suite names its KUnit suites (kunit: [...])", path))
+		}
+	default:
+		errs = multierror.Append(errs, fmt.Errorf("%s: type %q: want go, kselftest or kunit", path, s.Type))
+	}
+	return errs.ErrorOrNil()
 }
 
 // InAll reports whether "all" selects the suite.
@@ -62,11 +147,26 @@ func Suites(dir string) ([]Suite, error) {
 		if s.Timeout <= 0 {
 			return nil, fmt.Errorf("%s: timeout must be set and positive", p)
 		}
+		if err := s.validate(p); err != nil {
+			return nil, err
+		}
 		s.Name, s.Dir = e.Name(), filepath.Join(dir, e.Name())
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// GoNames lists the suites that are Go programs (what goes into the
+// initramfs and lists its tests with -list).
+func GoNames(ss []Suite) []string {
+	var n []string
+	for _, s := range ss {
+		if s.IsGo() {
+			n = append(n, s.Name)
+		}
+	}
+	return n
 }
 
 // Names lists suite names; with onlyDefault, those "all" selects.

@@ -38,6 +38,17 @@ func file(path string) func() bool {
 	return func() bool { _, err := os.Stat(path); return err == nil }
 }
 
+// gccM32 says whether gcc has its 32-bit support files (gcc-multilib):
+// without them -print-libgcc-file-name names a file that is not there.
+func gccM32() bool {
+	out, err := exec.Command("gcc", "-m32", "-print-libgcc-file-name").Output()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(strings.TrimSpace(string(out)))
+	return err == nil
+}
+
 // Checks lists the requirements for a source package (e.g.
 // linux-source-6.12); empty skips the source check.
 func Checks(sourcePkg string) []Check {
@@ -57,6 +68,10 @@ func Checks(sourcePkg string) []Check {
 		{"ccache", "ccache", "build", cmd("ccache"), ""},
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
 		{"gdb", "gdb", "boot --gdb", cmd("gdb"), ""},
+		// The kernel's selftests, built static for each target.
+		{"32-bit libc (static)", "libc6-dev-i386", "kselftests (i386)", file("/usr/lib32/libc.a"), ""},
+		{"gcc -m32 support", "gcc-multilib", "kselftests (i386)", gccM32, ""},
+		{"liburing (static)", "liburing-dev", "kselftests (x86_64 cow)", file("/usr/lib/x86_64-linux-gnu/liburing.a"), ""},
 		// The nightly report's tests load it in a real headless browser.
 		{"chromium", "chromium", "report tests", cmd("chromium"), ""},
 	}

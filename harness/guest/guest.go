@@ -290,3 +290,26 @@ func PreemptModel(cfg map[string]string) string {
 	}
 	return "none"
 }
+
+// KselftestDir is where a kselftest suite's programs and plan are in the
+// guest's file system.
+func KselftestDir(suite string) string { return "/kselftest/" + suite }
+
+// KselftestPlanFile is the plan's name in KselftestDir.
+const KselftestPlanFile = "plan.json"
+
+// KselftestPlan tells the agent how to run a kselftest suite's programs:
+// arguments already expanded, timeouts already scaled for the machine.
+type KselftestPlan struct {
+	Programs []KselftestProgram `json:"programs"`
+}
+
+// KselftestProgram is one program of the plan.
+type KselftestProgram struct {
+	Name    string        `json:"name"`
+	Args    []string      `json:"args,omitempty"`
+	Timeout time.Duration `json:"timeout"`
+	// Format is how it reports: "ktap", or "uffd-unit" (6.12's
+	// uffd-unit-tests: "Testing X... done|skipped [..]|failed [..]").
+	Format string `json:"format"`
+}

@@ -332,3 +332,73 @@ func createCore(r Request, out string) error {
 		uimage.WithCPIOOutput(out+".part"),
 	)
 }
+
+// Extend returns base with more files in it (guest path → host file or,
+// for content made on the fly, data), cached by the content of both: a
+// cell's kselftest programs, built from its own tree, ride on the image
+// every cell shares.
+func Extend(ctx context.Context, base string, files map[string]string, data map[string][]byte, cacheDir string, log io.Writer, wait cache.LockWait) (string, error) {
+	baseSum, err := os.ReadFile(base + ".sha256")
+	if err != nil {
+		return "", outcome.Errorf(outcome.Infra, "initramfs %s has no checksum: %w", base, err)
+	}
+	parts := []string{format, "extend", strings.TrimSpace(string(baseSum))}
+	var guests []string
+	for g := range files {
+		guests = append(guests, g)
+	}
+	sort.Strings(guests)
+	for _, g := range guests {
+		h, err := cache.FileHash(files[g])
+		if err != nil {
+			return "", outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+		}
+		parts = append(parts, g, h)
+	}
+	var dnames []string
+	for g := range data {
+		dnames = append(dnames, g)
+	}
+	sort.Strings(dnames)
+	for _, g := range dnames {
+		parts = append(parts, g, cache.Key(string(data[g])))
+	}
+	key := cache.Key(parts...)
+	dir := filepath.Join(cacheDir, "initramfs")
+	out := filepath.Join(dir, "ext-"+key[:24]+".cpio")
+	lock, err := cache.Acquire(ctx, out+".lock", wait)
+	if err != nil {
+		return "", outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	defer lock.Release()
+	if verify(out) == nil {
+		cache.Touch(out)
+		return out, nil
+	}
+	tmp, err := cache.TempDir(dir, "build-")
+	if err != nil {
+		return "", outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var specs []string
+	for _, g := range guests {
+		specs = append(specs, files[g]+":"+strings.TrimPrefix(g, "/"))
+	}
+	for i, g := range dnames {
+		p := filepath.Join(tmp, fmt.Sprintf("data-%d", i))
+		if err := os.WriteFile(p, data[g], 0o644); err != nil {
+			return "", outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+		}
+		specs = append(specs, p+":"+strings.TrimPrefix(g, "/"))
+	}
+	logger := llog.New(slog.LevelInfo, func(format string, v ...any) { fmt.Fprintf(log, "initramfs: "+format+"\n", v...) })
+	if err := uimage.Create(logger, uimage.WithBaseFile(base), uimage.WithFiles(specs...), uimage.WithSkipLDD(),
+		uimage.WithExistingInit(true), uimage.WithTempDir(tmp), uimage.WithCPIOOutput(out+".part")); err != nil {
+		os.Remove(out + ".part")
+		return "", outcome.Errorf(outcome.Infra, "extend the initramfs: %w", err)
+	}
+	if err := publishImage(out); err != nil {
+		return "", outcome.Errorf(outcome.Infra, "initramfs: %w", err)
+	}
+	return out, nil
+}

@@ -95,6 +95,9 @@ type Kernel struct {
 	// release lets the kernel's cache entry go (a shared hold keeps a
 	// prune by another run from deleting it while this one boots it).
 	release func()
+	// tree locks the source's work tree at this kernel's stack and says
+	// its commit (the kselftests are built from it).
+	tree func() (*source.Tree, string, error)
 }
 
 // Release lets the kernel's cache entry go; a cell calls it once booted.
@@ -133,7 +136,15 @@ func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline
 	}
 	// The suites' declared tests check every test regexp; a suite that
 	// does not list is reported with the config's own problems.
-	tests, listErr := catalog.Tests(ctx, cfg.Abs(cfg.Dirs.Module), initramfs.Module, p.cacheDir, catalog.Names(ss, false))
+	tests, listErr := catalog.Tests(ctx, cfg.Abs(cfg.Dirs.Module), initramfs.Module, p.cacheDir, catalog.GoNames(ss))
+	if tests == nil {
+		tests = map[string][]string{}
+	}
+	for _, s := range ss {
+		if !s.IsGo() {
+			tests[s.Name] = s.Declared() // programs or KUnit suites
+		}
+	}
 	p.Catalog = config.Catalog{PatchSets: ps, DefaultPatchSets: top,
 		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true), Tests: tests}
 	var errs *multierror.Error
@@ -216,6 +227,7 @@ const (
 	StageKconfig   = "kconfig"
 	StageBuild     = "build"
 	StageInitramfs = "initramfs"
+	StageKselftest = "kselftests"
 	StageBoot      = "boot"
 	StageTests     = "tests"
 )
@@ -394,6 +406,7 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 	// Locks are taken in one order only, kernel entry before tree
 	// (GetImage), and the tree's lock is never held while waiting for a
 	// kernel entry's, so two runs cannot deadlock.
+	var stackCommit string
 	tree := func() (*source.Tree, error) {
 		w, err := pr.Tree(ctx, p.cacheDir, p.lockWait(c.ID), srcLog)
 		if err != nil {
@@ -420,6 +433,7 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 			w.Release()
 			return nil, stageErr(StageSource, err)
 		}
+		stackCommit = commit
 		return w, nil
 	}
 	if len(sets) > 0 {
@@ -512,6 +526,10 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 	}
 	k.Dir, k.Image, k.Cached, k.ImageSHA = img.Dir, img.Path, img.Cached, img.Meta.SHA256["bzImage"]
 	k.release = img.Release
+	k.tree = func() (*source.Tree, string, error) {
+		w, err := tree()
+		return w, stackCommit, err
+	}
 	k.Warnings, k.Seconds, k.Notes = img.Meta.Warnings, img.Meta.Seconds, append(k.Notes, img.Notes...)
 	for _, n := range img.Notes {
 		p.logf(c.ID, "build: %s", n)
@@ -538,8 +556,10 @@ func pJobs(j int) int {
 // that exists goes in, so one image per arch serves every cell.
 func (p *Pipeline) Initramfs(ctx context.Context, t target.Target, log io.Writer, onPhase func(string)) (*initramfs.Result, error) {
 	var names []string
-	for n := range p.Suites {
-		names = append(names, n)
+	for n, s := range p.Suites {
+		if s.IsGo() {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	r, err := initramfs.Build(ctx, initramfs.Request{ModuleDir: p.Cfg.Abs(p.Cfg.Dirs.Module), GOARCH: t.GOARCH,
@@ -571,8 +591,17 @@ func (p *Pipeline) BootSpec(c config.MatrixCell, t target.Target, k *Kernel, ini
 	tcg := accel == boot.TCG
 	var plans []config.SuitePlan
 	var suites []guest.Suite
+	var kunit *boot.KUnit
+	var kunitTime time.Duration
 	for _, spec := range c.Suites {
 		g := guest.ParseSuiteSpec(spec)
+		if m, ok := p.Suites[g.Name]; ok && m.Type == catalog.TypeKUnit {
+			// KUnit runs in the kernel before init: the host reads it
+			// from the console, the agent never hears of it.
+			kunit = &boot.KUnit{Suite: g.Name, Declared: p.selectedNames(g)}
+			kunitTime += m.Timeout
+			continue
+		}
 		sp := config.SuitePlan{Tests: p.selected(g)}
 		if m, ok := p.Suites[g.Name]; ok {
 			sp.Setup = m.Timeout
@@ -591,28 +620,43 @@ func (p *Pipeline) BootSpec(c config.MatrixCell, t target.Target, k *Kernel, ini
 	args := guest.BootArgs{Mode: guest.ModeRun, Suites: suites, Duration: p.Cfg.Duration, Intensity: p.Cfg.Intensity,
 		CPUs: t.CPUs, Preempt: guest.PreemptModel(kconfig.Parse(k.Config)), ConfigSHA: k.ConfigSHA[:16],
 		PatchSets: c.PatchSets, EventPort: t.EventPort, Heartbeat: guest.DefaultHeartbeat, TestDeadline: d.Test, Scale: scale}
-	return boot.Spec{Target: t, Kernel: k.Image, Initrd: initrd, Accel: accel, Guest: args, Cmdline: p.Cfg.Cmdline, Dir: dir,
-		Boot: d.Boot, NoOutput: d.NoOutput, Overall: d.Overall}
+	cmdline := append([]string{}, p.Cfg.Cmdline...)
+	if kunit != nil {
+		// Built in (kconfigs/suite/kunit.config) but off by default, so
+		// only the cells that select the suite run it.
+		cmdline = append(cmdline, "kunit.enable=1")
+		if len(kunit.Declared) == 1 {
+			cmdline = append(cmdline, "kunit.filter_glob="+kunit.Declared[0])
+		}
+	}
+	// The KUnit tests run inside the boot: its deadline, and the whole
+	// boot's, grow by the suite's.
+	kt := time.Duration(float64(kunitTime) * scale)
+	return boot.Spec{Target: t, Kernel: k.Image, Initrd: initrd, Accel: accel, Guest: args, Cmdline: cmdline, KUnit: kunit, Dir: dir,
+		Boot: d.Boot + kt, NoOutput: d.NoOutput, Overall: d.Overall + kt}
 }
 
-// selected counts the declared tests a suite spec selects.
-func (p *Pipeline) selected(g guest.Suite) int {
+// selectedNames are the declared tests a suite spec selects.
+func (p *Pipeline) selectedNames(g guest.Suite) []string {
 	tests := p.Catalog.Tests[g.Name]
 	if g.Tests == "" {
-		return len(tests)
+		return tests
 	}
 	re, err := guest.CompileTests(g.Tests)
 	if err != nil {
-		return len(tests)
+		return tests
 	}
-	n := 0
+	var out []string
 	for _, t := range tests {
 		if re.MatchString(t) {
-			n++
+			out = append(out, t)
 		}
 	}
-	return n
+	return out
 }
+
+// selected counts the declared tests a suite spec selects.
+func (p *Pipeline) selected(g guest.Suite) int { return len(p.selectedNames(g)) }
 
 // writeReproducer writes boot.json (the boot, for kharness rerun and boot
 // --run) and reproduce.sh (the QEMU command, or `./reproduce.sh rerun`)
@@ -900,9 +944,14 @@ func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.
 		p.fail(store, rc, stageErr(StageBoot, err))
 		return
 	}
-	spec := p.BootSpec(c, t, k, ir.Path, accel, dir)
+	initrd, err := p.Kselftests(ctx, store, c, rc, k, t, ir.Path, accel)
+	if err != nil {
+		p.fail(store, rc, err)
+		return
+	}
+	spec := p.BootSpec(c, t, k, initrd, accel, dir)
 	store.Update(func(*results.Run) {
-		rc.Initramfs, rc.InitrdCached, rc.Accel, rc.AccelReason = ir.Path, ir.Cached, string(accel), why
+		rc.Initramfs, rc.InitrdCached, rc.Accel, rc.AccelReason = initrd, ir.Cached, string(accel), why
 		rc.Reproducer = boot.Reproducer(spec)
 	})
 	// Before the boot: whatever happens to it, the cell can be reproduced.

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/ktap"
+)
+
+// kselftestDir is where a suite's programs are: the image's place, or
+// the test's.
+func (a *agent) kselftestDir(suite string) string {
+	if a.root != "" {
+		return filepath.Join(a.root, guest.KselftestDir(suite))
+	}
+	return guest.KselftestDir(suite)
+}
+
+// readPlan finds a kselftest suite's plan in the image.
+func (a *agent) readPlan(suite string) (*guest.KselftestPlan, bool) {
+	b, err := os.ReadFile(filepath.Join(a.kselftestDir(suite), guest.KselftestPlanFile))
+	if err != nil {
+		return nil, false
+	}
+	var p guest.KselftestPlan
+	if err := json.Unmarshal(b, &p); err != nil {
+		return &guest.KselftestPlan{}, true // an empty plan: the suite fails, declaring nothing
+	}
+	return &p, true
+}
+
+// kselftest runs a kselftest suite: each program is a declared test
+// (its exit code as kselftest maps it: 0 pass, 4 skip, a timeout, else
+// fail), and each case it reports (KTAP, or uffd-unit-tests' own lines)
+// a test "<program>/<case>" of its own.
+func (a *agent) kselftest(s guest.Suite, plan *guest.KselftestPlan, args guest.BootArgs) {
+	start := time.Now()
+	var re *regexp.Regexp
+	if s.Tests != "" {
+		var err error
+		if re, err = guest.CompileTests(s.Tests); err != nil {
+			a.emit(event.Event{Type: event.SuiteEnd, Suite: s.Name, Result: event.Fail, Message: err.Error()})
+			return
+		}
+	}
+	var names []string
+	var progs []guest.KselftestProgram
+	for _, p := range plan.Programs {
+		if re == nil || re.MatchString(p.Name) {
+			names = append(names, p.Name)
+			progs = append(progs, p)
+		}
+	}
+	a.emit(event.Event{Type: event.SuiteStart, Suite: s.Name, Tests: names})
+	deadline := s.Deadline
+	if deadline <= 0 {
+		deadline = guest.DefaultDeadline
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for _, p := range progs {
+		if ctx.Err() != nil {
+			break
+		}
+		a.program(ctx, s.Name, p, args)
+	}
+	res, msg := event.Pass, ""
+	if ctx.Err() != nil {
+		res, msg = event.Timeout, fmt.Sprintf("suite %s killed after its %s deadline", s.Name, deadline)
+	}
+	a.emit(event.Event{Type: event.SuiteEnd, Suite: s.Name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
+}
+
+// uffdUnitRe is a line of 6.12's uffd-unit-tests.
+var uffdUnitRe = regexp.MustCompile(`^Testing (.+?)\.\.\. (done|skipped \[reason: (.*)\]|failed \[reason: (.*)\])\s*$`)
+
+// program runs one selftest program.
+func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProgram, args guest.BootArgs) {
+	start := time.Now()
+	a.emit(event.Event{Type: event.TestStart, Suite: suite, Test: p.Name})
+	kmsgStart := kmsgLastSeq()
+	a.drain()
+	end := func(res event.Result, msg string) {
+		a.emit(event.Event{Type: event.TestEnd, Suite: suite, Test: p.Name, Result: res, Message: msg,
+			Kmsg: kmsgSince(kmsgStart), DurationMS: time.Since(start).Milliseconds()})
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 45 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(pctx, filepath.Join(a.kselftestDir(suite), p.Name), p.Args...)
+	cmd.Dir = "/tmp"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		end(event.Fail, err.Error())
+		return
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		end(event.Fail, fmt.Sprintf("start %s: %v", p.Name, err))
+		return
+	}
+	var lines atomic.Int64
+	stop := make(chan struct{})
+	var beat sync.WaitGroup
+	beat.Add(1)
+	go func() {
+		defer beat.Done()
+		tick := time.NewTicker(args.Heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				a.emit(event.Event{Type: event.Progress, Suite: suite, Test: p.Name, Iterations: lines.Load()})
+			}
+		}
+	}()
+	caseEnd := func(name string, res event.Result, msg string) {
+		a.emit(event.Event{Type: event.TestEnd, Suite: suite, Test: p.Name + "/" + name, Result: res, Message: msg})
+	}
+	parser := ktap.NewParser(ktap.Options{OnTest: func(path string, t *ktap.Test) {
+		if len(t.Subtests) > 0 {
+			return // a group: its cases report themselves
+		}
+		msg := t.Reason
+		if t.Result == ktap.Crashed {
+			msg = "no result line: the program (or the kernel) died in it"
+		}
+		if t.Result.Failed() && len(t.Diagnostics) > 0 {
+			msg = strings.TrimSpace(msg + "\n" + strings.Join(lastN(t.Diagnostics, 10), "\n"))
+		}
+		caseEnd(path, ktapResult(t.Result), msg)
+	}})
+	var tail []string
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		lines.Add(1)
+		fmt.Fprintf(a.log, "%s/%s: %s\n", suite, p.Name, line)
+		tail = append(tail, line)
+		if len(tail) > 5 {
+			tail = tail[1:]
+		}
+		switch p.Format {
+		case "uffd-unit":
+			if m := uffdUnitRe.FindStringSubmatch(line); m != nil {
+				switch {
+				case m[2] == "done":
+					caseEnd(m[1], event.Pass, "")
+				case m[3] != "" || strings.HasPrefix(m[2], "skipped"):
+					caseEnd(m[1], event.Skip, m[3])
+				default:
+					caseEnd(m[1], event.Fail, m[4])
+				}
+			}
+		default:
+			parser.Feed(line)
+		}
+	}
+	werr := cmd.Wait()
+	close(stop)
+	beat.Wait()
+	if p.Format != "uffd-unit" {
+		parser.Finish() // a test that never got its result line: crashed
+	}
+	var ee *exec.ExitError
+	switch {
+	case pctx.Err() != nil && ctx.Err() == nil:
+		end(event.Timeout, fmt.Sprintf("%s outran its timeout of %s (the tree's settings, scaled)", p.Name, timeout))
+	case ctx.Err() != nil:
+		end(event.Timeout, "the suite's deadline ended it")
+	case werr == nil:
+		end(event.Pass, strings.Join(tail, "\n"))
+	case errors.As(werr, &ee) && ee.ExitCode() == 4:
+		end(event.Skip, "exit status 4 (KSFT_SKIP): "+strings.Join(tail, "\n"))
+	default:
+		end(event.Fail, fmt.Sprintf("%v\n%s", werr, strings.Join(tail, "\n")))
+	}
+}
+
+// ktapResult maps a KTAP status to an event result: an expected failure
+// passes, an unexpected pass fails.
+func ktapResult(s ktap.Status) event.Result {
+	switch s {
+	case ktap.Pass, ktap.XFail:
+		return event.Pass
+	case ktap.Skip, ktap.Todo:
+		return event.Skip
+	case ktap.Timeout:
+		return event.Timeout
+	}
+	return event.Fail
+}
+
+func lastN(l []string, n int) []string {
+	if len(l) > n {
+		return l[len(l)-n:]
+	}
+	return l
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kharness/kharness/harness/event"
+	"github.com/kharness/kharness/harness/guest"
+)
+
+// runKselftest runs a plan of shell-script programs through the agent's
+// kselftest runner and returns the events it emitted.
+func runKselftest(t *testing.T, s guest.Suite, progs map[string]string, plan guest.KselftestPlan) []event.Event {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, guest.KselftestDir(s.Name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, script := range progs {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := json.Marshal(plan)
+	if err := os.WriteFile(filepath.Join(dir, guest.KselftestPlanFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	a := &agent{log: io.Discard, ev: event.NewWriter(&buf), drain: func() {}, root: root}
+	p, ok := a.readPlan(s.Name)
+	if !ok {
+		t.Fatal("plan not found")
+	}
+	a.kselftest(s, p, guest.BootArgs{Heartbeat: time.Hour})
+	var evs []event.Event
+	dec := json.NewDecoder(&buf)
+	for dec.More() {
+		var e event.Event
+		if err := dec.Decode(&e); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// ends maps each reported test to its result (and message).
+func ends(evs []event.Event) map[string]event.Event {
+	m := map[string]event.Event{}
+	for _, e := range evs {
+		if e.Type == event.TestEnd {
+			m[e.Test] = e
+		}
+	}
+	return m
+}
+
+func TestKselftestPrograms(t *testing.T) {
+	ktapOK := `cat <<'X'
+TAP version 13
+1..3
+# [RUN] first
+ok 1 first
+# [RUN] second
+not ok 2 second
+# [RUN] third
+ok 3 # SKIP no THP
+# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0
+X
+exit 1
+`
+	crash := `cat <<'X'
+TAP version 13
+1..2
+ok 1 first
+# [RUN] second
+X
+kill -9 $$
+`
+	uffd := `echo "Testing register-ioctls on anon... done"
+echo "Testing wp-unpopulated on anon... skipped [reason: feature missing]"
+echo "Testing move on anon... failed [reason: wrong byte]"
+exit 1
+`
+	tests := []struct {
+		name     string
+		suite    guest.Suite
+		progs    map[string]string
+		plan     []guest.KselftestProgram
+		want     map[string]event.Result
+		suiteEnd event.Result
+	}{
+		{name: "ktap cases and the program's exit", suite: guest.Suite{Name: "ks"},
+			progs:    map[string]string{"cow": ktapOK},
+			plan:     []guest.KselftestProgram{{Name: "cow", Format: "ktap", Timeout: time.Minute}},
+			want:     map[string]event.Result{"cow": event.Fail, "cow/first": event.Pass, "cow/second": event.Fail, "cow/3": event.Skip},
+			suiteEnd: event.Pass},
+		{name: "a program killed mid-case: the case crashed", suite: guest.Suite{Name: "ks"},
+			progs:    map[string]string{"gup": crash},
+			plan:     []guest.KselftestProgram{{Name: "gup", Timeout: time.Minute}},
+			want:     map[string]event.Result{"gup": event.Fail, "gup/first": event.Pass, "gup/2": event.Fail},
+			suiteEnd: event.Pass},
+		{name: "uffd-unit lines", suite: guest.Suite{Name: "ks"},
+			progs: map[string]string{"uffd-unit-tests": uffd},
+			plan:  []guest.KselftestProgram{{Name: "uffd-unit-tests", Format: "uffd-unit", Timeout: time.Minute}},
+			want: map[string]event.Result{"uffd-unit-tests": event.Fail, "uffd-unit-tests/register-ioctls on anon": event.Pass,
+				"uffd-unit-tests/wp-unpopulated on anon": event.Skip, "uffd-unit-tests/move on anon": event.Fail},
+			suiteEnd: event.Pass},
+		{name: "exit 4 is a skip, a hang its timeout", suite: guest.Suite{Name: "ks"},
+			progs: map[string]string{"skipper": "echo no hugetlb; exit 4\n", "hang": "sleep 60\n"},
+			plan: []guest.KselftestProgram{{Name: "skipper", Timeout: time.Minute},
+				{Name: "hang", Timeout: 300 * time.Millisecond}},
+			want:     map[string]event.Result{"skipper": event.Skip, "hang": event.Timeout},
+			suiteEnd: event.Pass},
+		{name: "the suite's test regexp selects programs", suite: guest.Suite{Name: "ks", Tests: "b"},
+			progs:    map[string]string{"a": "exit 1\n", "b": "exit 0\n"},
+			plan:     []guest.KselftestProgram{{Name: "a", Timeout: time.Minute}, {Name: "b", Timeout: time.Minute}},
+			want:     map[string]event.Result{"b": event.Pass},
+			suiteEnd: event.Pass},
+		{name: "the suite's deadline stops the rest", suite: guest.Suite{Name: "ks", Deadline: 300 * time.Millisecond},
+			progs:    map[string]string{"slow": "sleep 60\n", "next": "exit 0\n"},
+			plan:     []guest.KselftestProgram{{Name: "slow", Timeout: time.Minute}, {Name: "next", Timeout: time.Minute}},
+			want:     map[string]event.Result{"slow": event.Timeout},
+			suiteEnd: event.Timeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := runKselftest(t, tc.suite, tc.progs, guest.KselftestPlan{Programs: tc.plan})
+			got := ends(evs)
+			for name, want := range tc.want {
+				if e, ok := got[name]; !ok {
+					t.Errorf("%s: never reported", name)
+				} else if e.Result != want {
+					t.Errorf("%s: %s (%q), want %s", name, e.Result, e.Message, want)
+				}
+			}
+			for name := range got {
+				if _, ok := tc.want[name]; !ok {
+					t.Errorf("%s reported, not expected", name)
+				}
+			}
+			if evs[0].Type != event.SuiteStart {
+				t.Fatalf("first event %s, want suite-start", evs[0].Type)
+			}
+			var declared []string
+			for _, p := range tc.plan {
+				if tc.suite.Tests == "" || strings.Contains(tc.suite.Tests, p.Name) {
+					declared = append(declared, p.Name)
+				}
+			}
+			if strings.Join(evs[0].Tests, ",") != strings.Join(declared, ",") {
+				t.Errorf("declared %v, want %v", evs[0].Tests, declared)
+			}
+			last := evs[len(evs)-1]
+			if last.Type != event.SuiteEnd || last.Result != tc.suiteEnd {
+				t.Errorf("last event %s %s, want suite-end %s", last.Type, last.Result, tc.suiteEnd)
+			}
+		})
+	}
+}
