@@ -55,7 +55,7 @@ func repoRoot(t *testing.T) string {
 func writeConfig(t *testing.T, extra string, dirs map[string]string) (cfg, resultsDir string) {
 	t.Helper()
 	root := repoRoot(t)
-	d := map[string]string{"patches": "patches", "kconfigs": "kconfigs", "suites": "suites", "module": "."}
+	d := map[string]string{"patches": "patches", "kconfigs": "kconfigs", "suites": "suites", "module": ".", "known": "known-issues.yaml"}
 	for k, v := range dirs {
 		d[k] = v
 	}
@@ -68,7 +68,7 @@ func writeConfig(t *testing.T, extra string, dirs map[string]string) (cfg, resul
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "results: %s\ndirs:\n", resultsDir)
-	for _, k := range []string{"patches", "kconfigs", "suites", "module"} {
+	for _, k := range []string{"patches", "kconfigs", "suites", "module", "known"} {
 		p := d[k]
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(root, p)

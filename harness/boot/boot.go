@@ -406,7 +406,17 @@ loop:
 		<-drained
 	}
 	if w.kunit != nil {
-		w.kunit.close(event.Fail, "the boot ended before the agent started: the KUnit tests did not finish")
+		// Usually closed when init started; a console that does not print
+		// that line (loglevel) leaves it to here, where a missing result
+		// line is still a crashed suite.
+		if res.Hello != nil {
+			w.kunit.close(event.Pass, "", "")
+		} else {
+			w.mu.Lock()
+			reports := w.parser.Reports()
+			w.mu.Unlock()
+			w.kunit.close(event.Fail, "the boot ended before init started: the KUnit tests did not finish", kunitCase(reports))
+		}
 	}
 	waitErr := cmd.Wait()
 	res.Duration = time.Since(res.Started)
@@ -432,9 +442,9 @@ loop:
 	if res.BlameSuite == "" && res.BlameTest == "" {
 		res.BlameSuite, res.BlameTest = w.runSuite, w.runTest
 	}
-	if res.BlameSuite == "" && res.Hello == nil && w.kunit != nil && w.kunit.blame() != "" {
+	if res.BlameSuite == "" && res.Hello == nil && w.kunit != nil && w.kunit.blame("") != "" {
 		// A crash before init, during the KUnit tests: blame the one running.
-		res.BlameSuite, res.BlameTest = s.KUnit.Suite, w.kunit.blame()
+		res.BlameSuite, res.BlameTest = s.KUnit.Suite, w.kunit.blame(kunitCase(res.Crashes))
 		f.InKUnit = f.Crash != nil
 	}
 	f.Hello, f.Done = res.Hello != nil, res.Done
@@ -648,12 +658,6 @@ func (w *watch) events(ln net.Listener, raw io.Writer, onEvent func(event.Event)
 			ev := e
 			w.res.Hello = &ev
 			w.helloOnce.Do(func() { close(w.helloSeen) })
-			if w.kunit != nil {
-				// KUnit ran before init: what it did not finish, it never will.
-				w.mu.Unlock()
-				w.kunit.close(event.Pass, "")
-				w.mu.Lock()
-			}
 		case event.TestStart:
 			w.runSuite, w.runTest = e.Suite, e.Test
 		case event.TestEnd:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/ktap"
+	"github.com/kharness/kharness/harness/splat"
 )
 
 // KUnit asks a boot to report the kernel's built-in KUnit tests: they run
@@ -32,14 +33,24 @@ type kunitWatch struct {
 	parser  *ktap.Parser
 	emit    func(event.Event)
 	running string // the KUnit suite under way, for blame
-	closed  bool
+	// crashedCase is the case the kernel died in, from the crash's trace.
+	crashedCase string
+	closed      bool
 }
 
 func newKUnitWatch(k KUnit, emit func(event.Event)) *kunitWatch {
 	kw := &kunitWatch{spec: k, emit: emit}
 	kw.parser = ktap.NewParser(ktap.Options{OnTest: func(path string, t *ktap.Test) {
-		if strings.Contains(path, "/") {
-			return // a case: its suite reports it
+		if strings.Contains(path, "/") && len(t.Subtests) > 0 {
+			return // a parameterised case: its parameters report
+		}
+		if t.Result == ktap.Crashed && kw.crashedCase != "" && strings.Contains(path, "/") {
+			// KUnit prints nothing when a case starts: the parser names
+			// the one that never ended by its number, the trace by its
+			// function (KUNIT_CASE names a case after it).
+			if dir, last := path[:strings.LastIndex(path, "/")], path[strings.LastIndex(path, "/")+1:]; isNumber(last) {
+				path = dir + "/" + kw.crashedCase
+			}
 		}
 		res, msg := kunitResult(t)
 		emit(event.Event{Type: event.TestEnd, Suite: k.Suite, Test: path, Result: res, Message: msg})
@@ -48,35 +59,106 @@ func newKUnitWatch(k KUnit, emit func(event.Event)) *kunitWatch {
 	return kw
 }
 
+// initRe is the kernel starting init: built-in KUnit tests ran before it
+// (kernel_init_freeable), so in console order nothing of theirs follows.
+// The agent's hello is no such mark: it comes on another port and may
+// overtake the console's last lines.
+var initRe = regexp.MustCompile(`^Run \S+ as init process`)
+
 // feed gives the watch one console line.
 func (kw *kunitWatch) feed(line string) {
 	kw.mu.Lock()
-	defer kw.mu.Unlock()
 	if kw.closed {
+		kw.mu.Unlock()
 		return
 	}
-	if m := subtestRe.FindStringSubmatch(stripPrintk(line)); m != nil {
+	text := stripPrintk(line)
+	if m := subtestRe.FindStringSubmatch(text); m != nil {
 		kw.running = m[1]
 	}
+	if initRe.MatchString(text) {
+		kw.mu.Unlock()
+		kw.close(event.Pass, "", "")
+		return
+	}
 	kw.parser.Feed(line)
+	kw.mu.Unlock()
 }
 
-// blame is the KUnit suite that was running.
-func (kw *kunitWatch) blame() string {
+// blame is the KUnit suite that was running, and the case when the
+// crash's trace names it.
+func (kw *kunitWatch) blame(crashedCase string) string {
 	kw.mu.Lock()
 	defer kw.mu.Unlock()
+	if kw.running != "" && crashedCase != "" {
+		return kw.running + "/" + crashedCase
+	}
 	return kw.running
 }
 
-// close ends the KTAP stream (at the agent's hello, or at the end of the
-// boot): a case without a result line crashed.
-func (kw *kunitWatch) close(res event.Result, msg string) {
+// traceFrameRe is a call trace line: " func+0x1/0x2".
+var traceFrameRe = regexp.MustCompile(`^\s*(?:\? )?([A-Za-z0-9_.]+)\+0x[0-9a-f]+/0x[0-9a-f]+`)
+
+// ripRe is where the kernel was: "RIP: 0010:func+0x4f/0x3a0", "EIP: func+0x...".
+var ripRe = regexp.MustCompile(`^(?:RIP|EIP): (?:[0-9a-f]{4}:)?([A-Za-z0-9_.]+)\+0x`)
+
+// crashedCase finds the KUnit case function in a crash report: the frame
+// called by kunit_try_run_case (or by the case runner it inlines), or the
+// faulting function when that frame is the first one.
+func crashedCase(report string) string {
+	var frames []string
+	rip := ""
+	for _, l := range strings.Split(report, "\n") {
+		l = stripPrintk(l)
+		if m := ripRe.FindStringSubmatch(l); m != nil && rip == "" {
+			rip = m[1]
+		}
+		if m := traceFrameRe.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), "?") {
+			frames = append(frames, m[1])
+		}
+	}
+	for i, f := range frames {
+		if f == "kunit_try_run_case" || f == "kunit_run_case_internal" {
+			if i == 0 {
+				return strings.TrimSuffix(rip, ".cold")
+			}
+			return frames[i-1]
+		}
+	}
+	return ""
+}
+
+// kunitCase is the KUnit case the boot's worst crash happened in.
+func kunitCase(reports []splat.Report) string {
+	if c, ok := splat.Most(reports); ok {
+		return crashedCase(c.Text)
+	}
+	return ""
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// close ends the KTAP stream (when init starts, or at the end of the
+// boot): a suite without a result line crashed; crashedCase, when known,
+// names the case that did.
+func (kw *kunitWatch) close(res event.Result, msg, crashedCase string) {
 	kw.mu.Lock()
 	if kw.closed {
 		kw.mu.Unlock()
 		return
 	}
 	kw.closed = true
+	kw.crashedCase = crashedCase
 	kw.parser.Finish()
 	kw.mu.Unlock()
 	kw.emit(event.Event{Type: event.SuiteEnd, Suite: kw.spec.Suite, Result: res, Message: msg})

@@ -192,6 +192,9 @@ type Dirs struct {
 	Kconfigs string `yaml:"kconfigs"`
 	Suites   string `yaml:"suites"`
 	Module   string `yaml:"module"` // Go module holding the agent and suites
+	// Known is the known-issues file (harness/known): failures it
+	// describes are recorded but do not fail a cell, here and in history.
+	Known string `yaml:"known"`
 }
 
 // File is kharness.yaml.
@@ -351,6 +354,9 @@ func (c *Config) defaults() {
 	}
 	if f.Dirs.Module == "" {
 		f.Dirs.Module = "."
+	}
+	if f.Dirs.Known == "" {
+		f.Dirs.Known = "known-issues.yaml"
 	}
 }
 

@@ -227,3 +227,10 @@ func optRe(s string) *regexp.Regexp {
 	}
 	return regexp.MustCompile(s) // validated when the config was read
 }
+
+// PatternMatches says whether a "suite" or "suite:regexp" pattern names
+// the test (a pattern that does not compile names nothing).
+func PatternMatches(p, suite, test string) bool {
+	s, re, err := compilePattern(p)
+	return err == nil && s == suite && (re == nil || re.MatchString(test))
+}

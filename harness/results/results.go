@@ -34,6 +34,10 @@ type Test struct {
 	// reported its own: blamed by a watchdog, or never reported at all.
 	// Such a result never catches a mutant.
 	HostBlamed bool `json:"host_blamed,omitempty"`
+	// Known is the known issue (known-issues.yaml) that describes this
+	// failure: the outcome stays the failure's, the cell's verdict does
+	// not count it. "a,b" when a program's failed cases are each known.
+	Known string `json:"known,omitempty"`
 	// Iterations is the last heartbeat's loop count.
 	Iterations int64 `json:"iterations,omitempty"`
 	// Retry is the test's second attempt in the same run (a failed test

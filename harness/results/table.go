@@ -64,7 +64,7 @@ func Summary(w io.Writer, r *Run) {
 			fmt.Fprintf(w, "  while running %s/%s\n", c.BlameSuite, c.BlameTest)
 		}
 		for _, t := range c.Tests {
-			if t.Outcome != outcome.Pass && t.Outcome != outcome.Skip {
+			if t.Outcome != outcome.Pass && t.Outcome != outcome.Skip && t.Known == "" {
 				fmt.Fprintf(w, "  %s/%s: %s: %s\n", t.Suite, t.Name, t.Outcome, firstLine(t.Message))
 			}
 		}
@@ -79,18 +79,20 @@ func Summary(w io.Writer, r *Run) {
 }
 
 func suiteCell(c *Cell, suite string) string {
-	pass, fail, skip, total := 0, 0, 0, 0
+	pass, fail, skip, known, total := 0, 0, 0, 0, 0
 	worst := outcome.Pass
 	for _, t := range c.Tests {
 		if t.Suite != suite {
 			continue
 		}
 		total++
-		switch t.Outcome {
-		case outcome.Pass:
+		switch {
+		case t.Outcome == outcome.Pass:
 			pass++
-		case outcome.Skip:
+		case t.Outcome == outcome.Skip || t.Outcome == outcome.NotRun:
 			skip++
+		case t.Known != "":
+			known++
 		default:
 			fail++
 			worst = outcome.Worst(worst, t.Outcome)
@@ -114,8 +116,16 @@ func suiteCell(c *Cell, suite string) string {
 		return "not run"
 	case fail > 0:
 		return fmt.Sprintf("%s %d/%d", strings.ToUpper(string(worst)), fail, total)
-	case skip > 0:
-		return fmt.Sprintf("pass %d/%d (%d skip)", pass, total, skip)
+	}
+	var extra []string
+	if skip > 0 {
+		extra = append(extra, fmt.Sprintf("%d skip", skip))
+	}
+	if known > 0 {
+		extra = append(extra, fmt.Sprintf("%d known", known))
+	}
+	if len(extra) > 0 {
+		return fmt.Sprintf("pass %d/%d (%s)", pass, total, strings.Join(extra, ", "))
 	}
 	return fmt.Sprintf("pass %d/%d", pass, total)
 }

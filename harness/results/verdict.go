@@ -2,6 +2,7 @@ package results
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -79,6 +80,9 @@ type Boot struct {
 	BlameSuite string
 	BlameTest  string
 	Notes      []string
+	// Known names the known issue describing a failed test ("" if none):
+	// such a failure is recorded, and does not fail the cell.
+	Known func(t *Test) string
 }
 
 // Finish decides a booted cell from its boot and the guest's reports,
@@ -163,8 +167,14 @@ func (c *Cell) Finish(b Boot) {
 		}
 	}
 	if !hostFault {
+		known := c.excuse(b.Known)
 		for _, t := range c.Tests {
-			worst = append(worst, t.Outcome)
+			if t.Known == "" {
+				worst = append(worst, t.Outcome)
+			}
+		}
+		if len(known) > 0 {
+			c.Notes = append(c.Notes, fmt.Sprintf("%d known failure(s), not counted: %s", len(known), strings.Join(known, ", ")))
 		}
 		if raw == outcome.Pass {
 			stage = "tests"
@@ -234,6 +244,64 @@ func orElse(s, dflt string) string {
 		return dflt
 	}
 	return s
+}
+
+// excuse marks the failed tests a known issue describes, and a program
+// (test "p") whose failed cases ("p/...") are all known; tests the cell's
+// expectation names stay failures (a mutant is caught by them). It
+// returns "suite/test (issue)" for each.
+func (c *Cell) excuse(known func(*Test) string) []string {
+	if known == nil {
+		return nil
+	}
+	failed := func(t *Test) bool {
+		switch t.Outcome {
+		case outcome.TestFail, outcome.KernelCrash, outcome.Timeout:
+			return true
+		}
+		return false
+	}
+	named := func(t *Test) bool {
+		if c.Expect == nil {
+			return false
+		}
+		for _, p := range c.Expect.Fail {
+			if outcome.PatternMatches(p, t.Suite, t.Name) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, t := range c.Tests {
+		if failed(t) && !named(t) {
+			if id := known(t); id != "" {
+				t.Known = id
+				out = append(out, fmt.Sprintf("%s/%s (%s)", t.Suite, t.Name, id))
+			}
+		}
+	}
+	for _, t := range c.Tests {
+		if !failed(t) || t.Known != "" || named(t) {
+			continue
+		}
+		var ids []string
+		all := true
+		for _, sub := range c.Tests {
+			if sub.Suite == t.Suite && strings.HasPrefix(sub.Name, t.Name+"/") && failed(sub) {
+				if sub.Known == "" {
+					all = false
+				} else if !slices.Contains(ids, sub.Known) {
+					ids = append(ids, sub.Known)
+				}
+			}
+		}
+		if all && len(ids) > 0 {
+			t.Known = strings.Join(ids, ",")
+			out = append(out, fmt.Sprintf("%s/%s (its cases: %s)", t.Suite, t.Name, t.Known))
+		}
+	}
+	return out
 }
 
 func (c *Cell) anyPassed() bool {

@@ -192,7 +192,7 @@ func (p *Pipeline) rerunCell(ctx context.Context, store *results.Store, pastID s
 	}
 	store.Update(func(*results.Run) {
 		rc.BootSeconds, rc.FirstEventSeconds = br.Duration.Seconds(), br.FirstEvent.Seconds()
-		rc.Finish(bootVerdict(br))
+		rc.Finish(p.bootVerdict(br, rc))
 	})
 	p.logf(rc.ID, "done: %s in %.1fs", rc.Outcome, br.Duration.Seconds())
 }

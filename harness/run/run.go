@@ -33,6 +33,7 @@ import (
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/harness/initramfs"
 	"github.com/kharness/kharness/harness/kconfig"
+	"github.com/kharness/kharness/harness/known"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/patch"
 	"github.com/kharness/kharness/harness/progress"
@@ -57,6 +58,9 @@ type Pipeline struct {
 	Retry func(*results.Cell, *results.Test) bool
 	// Shard is recorded in the run when it is one part of a matrix.
 	Shard *results.Shard
+	// Known are the known issues (dirs.known): a failure one describes
+	// is recorded with its id and does not fail the cell.
+	Known *known.Set
 
 	cacheDir string
 	store    *results.Store // the run being written, for Abort
@@ -153,6 +157,15 @@ func New(ctx context.Context, cfg *config.Config, progress io.Writer) (*Pipeline
 	}
 	if err := cfg.Validate(p.Catalog); err != nil {
 		errs = multierror.Append(errs, err)
+	}
+	if ks, err := known.Load(cfg.Abs(cfg.Dirs.Known)); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("known issues: %w", err))
+	} else {
+		p.Known = ks
+		for _, is := range ks.Expired(time.Now()) {
+			p.logf("", "known issue %s (%s:%d) expired on %s: it excuses nothing now; renew it or remove it",
+				is.ID, ks.Path, is.Line, is.Expires.Format(known.DateLayout))
+		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return nil, &outcome.Error{Outcome: outcome.ConfigError, Err: err}
@@ -688,13 +701,23 @@ exec %s
 }
 
 // bootVerdict is what the cell's verdict needs of its boot.
-func bootVerdict(br *boot.Result) results.Boot {
+func (p *Pipeline) bootVerdict(br *boot.Result, c *results.Cell) results.Boot {
 	reason := br.Reason
 	if br.Outcome != outcome.Pass && br.BlameTest != "" {
 		reason += fmt.Sprintf(" (while running %s/%s)", br.BlameSuite, br.BlameTest)
 	}
-	return results.Boot{Outcome: br.Outcome, Reason: reason, Watchdog: br.Watchdog, Crashes: br.Crashes,
+	b := results.Boot{Outcome: br.Outcome, Reason: reason, Watchdog: br.Watchdog, Crashes: br.Crashes,
 		Crash: br.Crash, BlameSuite: br.BlameSuite, BlameTest: br.BlameTest, Notes: br.Notes}
+	if p.Known != nil {
+		now := time.Now()
+		b.Known = func(t *results.Test) string {
+			if is := p.Known.Match(known.Subject{Suite: t.Suite, Test: t.Name, Target: c.Target, Cell: c.Name, Crash: t.Crash}, now); is != nil {
+				return is.ID
+			}
+			return ""
+		}
+	}
+	return b
 }
 
 // TCGAccel is re-exported for readability in this package.
@@ -1006,7 +1029,7 @@ func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.
 	store.Update(func(*results.Run) {
 		rc.BootSeconds = br.Duration.Seconds()
 		rc.FirstEventSeconds = br.FirstEvent.Seconds()
-		rc.Finish(bootVerdict(br))
+		rc.Finish(p.bootVerdict(br, rc))
 	})
 	store.Append(results.Record{Cell: c.ID, Kind: "stage", Stage: StageBoot, Status: string(rc.Outcome), Message: rc.Reason})
 	p.logf(c.ID, "done: %s in %.1fs (first result after %.1fs)", rc.Outcome, br.Duration.Seconds(), br.FirstEvent.Seconds())

@@ -105,7 +105,7 @@ func TestVerdictThroughBoot(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c.Finish(bootVerdict(br))
+				c.Finish((&Pipeline{}).bootVerdict(br, c))
 				want := tc.normal
 				if expect {
 					want = tc.xfail
