@@ -218,6 +218,24 @@ func TestE2EDefaultMatrix(t *testing.T) {
 			st.Metrics["faults"] <= 0 || st.Metrics["eexist"] <= 0 {
 			t.Errorf("%s: uffd storm ran vacuously: %+v", c.ID, st)
 		}
+		// The kernel's own tests: the mm selftests reported their cases
+		// (not only an exit code), uffd-unit-tests its own lines, and the
+		// KUnit suites ran in this kernel, case by case.
+		cases := map[string]int{}
+		for _, tc := range c.Tests {
+			if prog, _, ok := strings.Cut(tc.Name, "/"); ok && (tc.Suite == "kselftest-mm" || tc.Suite == "kunit") {
+				cases[tc.Suite+"/"+prog]++
+			}
+		}
+		for _, prog := range []string{"kselftest-mm/cow", "kselftest-mm/gup_longterm", "kselftest-mm/uffd-unit-tests", "kunit/usercopy", "kunit/iov_iter", "kunit/list-kunit-test"} {
+			suite, name, _ := strings.Cut(prog, "/")
+			if tc := findTest(c, suite, name); tc == nil || (tc.Outcome != outcome.Pass && tc.Known == "") {
+				t.Errorf("%s: %s: %+v", c.ID, prog, tc)
+			}
+			if cases[prog] < 3 {
+				t.Errorf("%s: %s reported %d cases", c.ID, prog, cases[prog])
+			}
+		}
 		// Every declared test reported, and nothing was made up by the host.
 		for _, sr := range c.SuiteRuns {
 			for _, d := range sr.Declared {

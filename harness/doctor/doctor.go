@@ -69,6 +69,7 @@ func Checks(sourcePkg string) []Check {
 		{"go toolchain", "golang-go (or Go from go.dev)", "initramfs", cmd("go"), ""},
 		{"gdb", "gdb", "boot --gdb", cmd("gdb"), ""},
 		// The kernel's selftests, built static for each target.
+		{"rsync", "rsync", "kselftests (headers_install)", cmd("rsync"), ""},
 		{"32-bit libc (static)", "libc6-dev-i386", "kselftests (i386)", file("/usr/lib32/libc.a"), ""},
 		{"gcc -m32 support", "gcc-multilib", "kselftests (i386)", gccM32, ""},
 		{"liburing (static)", "liburing-dev", "kselftests (x86_64 cow)", file("/usr/lib/x86_64-linux-gnu/liburing.a"), ""},

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,14 +149,17 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	return &Result{Dir: dir, Key: key, Programs: m.Programs, Timeouts: m.Timeouts, Duration: time.Since(start)}, nil
 }
 
+// hostToolMissing matches what a build prints when the host, not the
+// tree, is short of something: a tool the shell cannot find, a library or
+// header of a missing package, a full disk.
+var hostToolMissing = regexp.MustCompile(`(?m)(^/bin/sh: \d+: \S+: not found|: command not found|executable file not found|No such file or directory: '[^']+'$|cannot find -l\S+|gnu/stubs-32\.h|No space left on device)`)
+
 // buildErr classifies a failed selftest build: the tree's code (a patch
 // that breaks a selftest) is build-failed, a missing host tool infra.
 func buildErr(what string, err error) error {
 	msg := err.Error()
-	for _, host := range []string{"No such file or directory: 'gcc'", "executable file not found", "cannot find -lc", "gnu/stubs-32.h", "No space left on device"} {
-		if strings.Contains(msg, host) {
-			return outcome.Errorf(outcome.Infra, "kselftests: %s: the host lacks what the build needs (doctor installs gcc-multilib, libc6-dev-i386, liburing-dev): %w", what, err)
-		}
+	if hostToolMissing.MatchString(msg) {
+		return outcome.Errorf(outcome.Infra, "kselftests: %s: the host lacks what the build needs (kharness doctor --install adds rsync, gcc-multilib, libc6-dev-i386, liburing-dev): %w", what, err)
 	}
 	return outcome.Errorf(outcome.BuildFail, "kselftests: %s: %w", what, err)
 }
