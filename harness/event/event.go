@@ -187,3 +187,33 @@ func (r *Reader) Next() (Event, error) {
 		return e, nil
 	}
 }
+
+// Beat calls beat every period until the returned stop is called; stop
+// returns once no call is running, so no heartbeat follows a test's end.
+// A period <= 0 never beats. Both the suites and the agent's selftest
+// runner keep the host's no-output watchdog fed this way while a test is
+// silent for minutes.
+func Beat(period time.Duration, beat func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		if period <= 0 {
+			return
+		}
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				beat()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
+}

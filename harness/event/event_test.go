@@ -5,6 +5,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,5 +78,30 @@ func TestOversizeLineSkipped(t *testing.T) {
 	}
 	if raw != 2 {
 		t.Errorf("raw lines %d, want 2", raw)
+	}
+}
+
+// TestBeat: beats come while running, none after stop returns, none at
+// all with a zero period; stop may be called twice.
+func TestBeat(t *testing.T) {
+	var n atomic.Int64
+	stop := Beat(5*time.Millisecond, func() { n.Add(1) })
+	time.Sleep(60 * time.Millisecond)
+	stop()
+	got := n.Load()
+	if got == 0 {
+		t.Fatal("no beat in 60ms at a 5ms period")
+	}
+	time.Sleep(30 * time.Millisecond)
+	if n.Load() != got {
+		t.Errorf("beats after stop: %d, then %d", got, n.Load())
+	}
+	stop()
+	var m atomic.Int64
+	stop0 := Beat(0, func() { m.Add(1) })
+	time.Sleep(20 * time.Millisecond)
+	stop0()
+	if m.Load() != 0 {
+		t.Errorf("%d beats with period 0", m.Load())
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -119,22 +118,9 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 		return
 	}
 	var lines atomic.Int64
-	stop := make(chan struct{})
-	var beat sync.WaitGroup
-	beat.Add(1)
-	go func() {
-		defer beat.Done()
-		tick := time.NewTicker(args.Heartbeat)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				a.emit(event.Event{Type: event.Progress, Suite: suite, Test: p.Name, Iterations: lines.Load()})
-			}
-		}
-	}()
+	stopBeat := event.Beat(args.Heartbeat, func() {
+		a.emit(event.Event{Type: event.Progress, Suite: suite, Test: p.Name, Iterations: lines.Load()})
+	})
 	caseEnd := func(name string, res event.Result, msg string) {
 		a.emit(event.Event{Type: event.TestEnd, Suite: suite, Test: p.Name + "/" + name, Result: res, Message: msg})
 	}
@@ -179,8 +165,7 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 		}
 	}
 	werr := cmd.Wait()
-	close(stop)
-	beat.Wait()
+	stopBeat()
 	if p.Format != "uffd-unit" {
 		parser.Finish() // a test that never got its result line: crashed
 	}

@@ -270,23 +270,9 @@ func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File,
 	// is silent for minutes; the host's no-output watchdog stays tight.
 	// A test stuck in the kernel still beats (this goroutine runs on its
 	// own thread): the suite's deadline is what catches that.
-	stop, beating := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(beating)
-		if heartbeat <= 0 {
-			return
-		}
-		tick := time.NewTicker(heartbeat)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				ew.Emit(event.Event{Type: event.Progress, Suite: suiteName, Test: tc.Name, Iterations: t.iterations.Load()})
-			}
-		}
-	}()
+	stopBeat := event.Beat(heartbeat, func() {
+		ew.Emit(event.Event{Type: event.Progress, Suite: suiteName, Test: tc.Name, Iterations: t.iterations.Load()})
+	})
 	go func() {
 		defer close(done)
 		defer func() {
@@ -300,8 +286,7 @@ func runOne(suiteName string, tc Test, p Params, ew *event.Writer, ack *os.File,
 		tc.Run(t)
 	}()
 	<-done
-	close(stop)
-	<-beating // no heartbeat after the test's end
+	stopBeat() // no heartbeat after the test's end
 	res := event.Pass
 	switch {
 	case t.failed:
