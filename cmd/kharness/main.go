@@ -425,7 +425,15 @@ func buildCmd(ctx context.Context, p *run.Pipeline, stdout, stderr io.Writer) in
 			worst = append(worst, outcome.Of(err))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\n", c.ID, k.Image, filepath.Join(k.Dir, "config"))
+		// Columns: cell, image, config, then each stage's seconds (none
+		// when cached), for scripts and make bench.
+		var st []string
+		for _, s := range []string{run.StageSource, run.StagePatch, run.StageKconfig, run.StageBuild} {
+			if v, ok := k.Timings[s]; ok {
+				st = append(st, fmt.Sprintf("%s=%.1f", s, v))
+			}
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", c.ID, k.Image, filepath.Join(k.Dir, "config"), strings.Join(st, ","))
 	}
 	return outcome.Worst(worst...).ExitCode()
 }
