@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -38,15 +39,19 @@ func file(path string) func() bool {
 	return func() bool { _, err := os.Stat(path); return err == nil }
 }
 
-// gccM32 says whether gcc has its 32-bit support files (gcc-multilib):
-// without them -print-libgcc-file-name names a file that is not there.
+// gccM32 says whether gcc links a static 32-bit program: the i386
+// selftests need gcc-multilib (libgcc for -m32) and libc6-dev-i386. Asking
+// gcc for its -m32 libgcc is not enough: without multilib it names the
+// 64-bit one.
 func gccM32() bool {
-	out, err := exec.Command("gcc", "-m32", "-print-libgcc-file-name").Output()
+	dir, err := os.MkdirTemp("", "kharness-m32-")
 	if err != nil {
 		return false
 	}
-	_, err = os.Stat(strings.TrimSpace(string(out)))
-	return err == nil
+	defer os.RemoveAll(dir)
+	cmd := exec.Command("gcc", "-m32", "-static", "-x", "c", "-", "-o", filepath.Join(dir, "a.out"))
+	cmd.Stdin = strings.NewReader("int main(void) { return 0; }\n")
+	return cmd.Run() == nil
 }
 
 // Checks lists the requirements for a source package (e.g.

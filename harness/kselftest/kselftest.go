@@ -106,6 +106,9 @@ func Build(ctx context.Context, r Request) (*Result, error) {
 	}
 	sort.Strings(dirs)
 	out := filepath.Join(tmp, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, outcome.Errorf(outcome.Infra, "kselftests: %w", err)
+	}
 	for _, d := range dirs {
 		src := filepath.Join(r.Tree, d)
 		if err := prepare(src, r.Arch); err != nil {
