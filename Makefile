@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 80m
 
 ACTIONLINT ?= github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: run test unit e2e deps vet lint bin bench soak nightly
+.PHONY: run test unit e2e deps vet lint bin bench soak nightly mutant-table
 
 bin:
 	$(GO) build -o bin/kharness ./cmd/kharness
@@ -24,6 +24,7 @@ vet:
 	GOARCH=386 $(GO) vet ./suites/... ./initramfs/...
 	$(GO) vet -tags e2e ./cmd/kharness/
 	$(GO) vet -tags 'e2e soak' ./cmd/kharness/
+	$(GO) vet -tags 'e2e mutanttable' ./cmd/kharness/
 	$(GO) run $(ACTIONLINT) .github/workflows/ci.yml .github/workflows/nightly.yml
 
 unit: vet
@@ -40,6 +41,11 @@ test: deps unit e2e
 SOAK_RUNS ?= 10
 soak: deps
 	KHARNESS_SOAK_RUNS=$(SOAK_RUNS) $(GO) test -tags 'e2e soak' -count=1 -timeout 0 -v ./cmd/kharness/ -run '^TestSoak$$'
+
+# Which mutants the kernel's own mm selftests catch: every mutant cell of
+# nightly.yaml booted with kselftest-mm (not CI: about two hours here).
+mutant-table: deps
+	$(GO) test -tags 'e2e mutanttable' -count=1 -timeout 0 -v ./cmd/kharness/ -run '^TestMutantTable$$'
 
 # The floors: kharness's cold and incremental kernel builds vs plain make
 # on the same tree and .config (a fresh cache of its own, ~20 min), and
