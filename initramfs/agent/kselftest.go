@@ -124,11 +124,25 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 	caseEnd := func(name string, res event.Result, msg string) {
 		a.emit(event.Event{Type: event.TestEnd, Suite: suite, Test: p.Name + "/" + name, Result: res, Message: msg})
 	}
+	seen := map[string]int{}
 	parser := ktap.NewParser(ktap.Options{OnTest: func(path string, t *ktap.Test) {
 		if len(t.Subtests) > 0 {
 			return // a group: its cases report themselves
 		}
 		msg := t.Reason
+		if run := runLine(t.Diagnostics); run != "" {
+			// The mm tests announce each case ("[RUN] Basic COW after
+			// fork() ... with base page") and then print one of a few
+			// result lines, or none ("ok 2 # SKIP ..."): the announcement
+			// is the case's name.
+			path = run
+			if seen[run]++; seen[run] > 1 {
+				path = fmt.Sprintf("%s #%d", run, seen[run])
+			}
+			if t.Name != "" {
+				msg = strings.TrimSpace(t.Name + " " + msg) // "No leak from parent into child"
+			}
+		}
 		if t.Result == ktap.Crashed {
 			msg = "no result line: the program (or the kernel) died in it"
 		}
@@ -196,6 +210,17 @@ func ktapResult(s ktap.Status) event.Result {
 		return event.Timeout
 	}
 	return event.Fail
+}
+
+// runLine is the case's "[RUN] ..." announcement, if it made one.
+func runLine(diags []string) string {
+	for i := len(diags) - 1; i >= 0; i-- {
+		d := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(diags[i]), "#"))
+		if r, ok := strings.CutPrefix(d, "[RUN] "); ok {
+			return strings.TrimSpace(r)
+		}
+	}
+	return ""
 }
 
 func lastN(l []string, n int) []string {

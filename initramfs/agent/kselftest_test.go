@@ -100,12 +100,12 @@ exit 1
 		{name: "ktap cases and the program's exit", suite: guest.Suite{Name: "ks"},
 			progs:    map[string]string{"cow": ktapOK},
 			plan:     []guest.KselftestProgram{{Name: "cow", Format: "ktap", Timeout: time.Minute}},
-			want:     map[string]event.Result{"cow": event.Fail, "cow/first": event.Pass, "cow/second": event.Fail, "cow/3": event.Skip},
+			want:     map[string]event.Result{"cow": event.Fail, "cow/first": event.Pass, "cow/second": event.Fail, "cow/third": event.Skip},
 			suiteEnd: event.Pass},
 		{name: "a program killed mid-case: the case crashed", suite: guest.Suite{Name: "ks"},
 			progs:    map[string]string{"gup": crash},
 			plan:     []guest.KselftestProgram{{Name: "gup", Timeout: time.Minute}},
-			want:     map[string]event.Result{"gup": event.Fail, "gup/first": event.Pass, "gup/2": event.Fail},
+			want:     map[string]event.Result{"gup": event.Fail, "gup/first": event.Pass, "gup/second": event.Fail},
 			suiteEnd: event.Pass},
 		{name: "uffd-unit lines", suite: guest.Suite{Name: "ks"},
 			progs: map[string]string{"uffd-unit-tests": uffd},
@@ -161,6 +161,58 @@ exit 1
 			last := evs[len(evs)-1]
 			if last.Type != event.SuiteEnd || last.Result != tc.suiteEnd {
 				t.Errorf("last event %s %s, want suite-end %s", last.Type, last.Result, tc.suiteEnd)
+			}
+		})
+	}
+}
+
+// TestKselftestRealOutput replays what cow and uffd-unit-tests printed in
+// an x86_64 guest here (testdata/real-*.out): every case is reported,
+// named after its "[RUN]" announcement, with the program's own totals.
+func TestKselftestRealOutput(t *testing.T) {
+	abs := func(f string) string { p, _ := filepath.Abs(filepath.Join("testdata", f)); return p }
+	tests := []struct {
+		prog, file, format string
+		pass, skip         int
+		named              map[string]event.Result
+	}{
+		{"cow", "real-cow-x86_64.out", "ktap", 491, 253, map[string]event.Result{
+			"cow/Basic COW after fork() ... with base page":             event.Pass,
+			"cow/Basic COW after fork() ... with swapped out base page": event.Skip,
+			"cow/R/O longterm GUP-fast pin ... with huge zeropage":      event.Pass,
+		}},
+		{"uffd-unit-tests", "real-uffd-unit-tests-x86_64.out", "uffd-unit", 42, 24, map[string]event.Result{
+			"uffd-unit-tests/register-ioctls on anon":    event.Pass,
+			"uffd-unit-tests/register-ioctls on hugetlb": event.Skip,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.prog, func(t *testing.T) {
+			evs := runKselftest(t, guest.Suite{Name: "kselftest-mm"}, map[string]string{tc.prog: "cat " + abs(tc.file) + "\n"},
+				guest.KselftestPlan{Programs: []guest.KselftestProgram{{Name: tc.prog, Format: tc.format, Timeout: time.Minute}}})
+			got := ends(evs)
+			pass, skip, other := 0, 0, 0
+			for name, e := range got {
+				if name == tc.prog {
+					continue
+				}
+				switch e.Result {
+				case event.Pass:
+					pass++
+				case event.Skip:
+					skip++
+				default:
+					other++
+					t.Errorf("%s: %s %q", name, e.Result, e.Message)
+				}
+			}
+			if pass != tc.pass || skip != tc.skip || other != 0 {
+				t.Errorf("cases: %d pass, %d skip, %d other; want %d, %d, 0 (the program's own totals)", pass, skip, other, tc.pass, tc.skip)
+			}
+			for name, want := range tc.named {
+				if got[name].Result != want {
+					t.Errorf("%s: %q, want %s", name, got[name].Result, want)
+				}
 			}
 		})
 	}
