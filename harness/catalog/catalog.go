@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -41,6 +42,9 @@ type Suite struct {
 	// KUnit are a kunit suite's KUnit suites (as they name themselves in
 	// KTAP); each must report.
 	KUnit []string `yaml:"kunit"`
+	// Sysctl is what a kselftest suite sets before its programs run
+	// (vm.nr_hugepages for the hugetlb cases), restored after.
+	Sysctl map[string]string `yaml:"sysctl"`
 }
 
 // Suite types.
@@ -82,14 +86,22 @@ func (s Suite) Declared() []string {
 	return append(out, s.KUnit...)
 }
 
+// sysctlRe is a sysctl's dotted name (no path tricks).
+var sysctlRe = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_-]+)+$`)
+
 func (s Suite) validate(path string) error {
 	var errs *multierror.Error
 	switch s.Type {
 	case "", TypeGo:
-		if len(s.Programs) > 0 || len(s.KUnit) > 0 {
-			errs = multierror.Append(errs, fmt.Errorf("%s: a go suite has no programs or kunit", path))
+		if len(s.Programs) > 0 || len(s.KUnit) > 0 || len(s.Sysctl) > 0 {
+			errs = multierror.Append(errs, fmt.Errorf("%s: a go suite has no programs, kunit or sysctl", path))
 		}
 	case TypeKselftest:
+		for k := range s.Sysctl {
+			if !sysctlRe.MatchString(k) {
+				errs = multierror.Append(errs, fmt.Errorf("%s: sysctl %q: want a name like vm.nr_hugepages", path, k))
+			}
+		}
 		if len(s.Programs) == 0 {
 			errs = multierror.Append(errs, fmt.Errorf("%s: a kselftest suite needs programs", path))
 		}

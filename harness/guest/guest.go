@@ -302,6 +302,9 @@ const KselftestPlanFile = "plan.json"
 // arguments already expanded, timeouts already scaled for the machine.
 type KselftestPlan struct {
 	Programs []KselftestProgram `json:"programs"`
+	// Sysctl is set before the programs run and restored after
+	// ("vm.nr_hugepages": "16"): what the tests need of the machine.
+	Sysctl map[string]string `json:"sysctl,omitempty"`
 }
 
 // KselftestProgram is one program of the plan.

@@ -80,7 +80,7 @@ func (p *Pipeline) Kselftests(ctx context.Context, store *results.Store, c confi
 	files := map[string]string{}
 	data := map[string][]byte{}
 	for _, s := range suites {
-		var plan guest.KselftestPlan
+		plan := guest.KselftestPlan{Sysctl: s.Sysctl}
 		for _, pr := range s.Programs {
 			name := pr.Name()
 			files[filepath.Join(guest.KselftestDir(s.Name), name)] = filepath.Join(res.Dir, res.Programs[name])

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +72,7 @@ func (a *agent) kselftest(s guest.Suite, plan *guest.KselftestPlan, args guest.B
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
+	defer a.sysctl(s.Name, plan.Sysctl)()
 	for _, p := range progs {
 		if ctx.Err() != nil {
 			break
@@ -210,6 +212,38 @@ func ktapResult(s ktap.Status) event.Result {
 		return event.Timeout
 	}
 	return event.Fail
+}
+
+// sysctl sets what a suite asks of the machine and returns what puts it
+// back. A setting the kernel lacks (no hugetlb in its config) or grants
+// only in part is logged: the cases that need it then skip, saying why.
+func (a *agent) sysctl(suite string, set map[string]string) (restore func()) {
+	var undo []func()
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		path := filepath.Join(a.root, "/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		old, err := os.ReadFile(path)
+		if err == nil {
+			err = os.WriteFile(path, []byte(set[k]), 0o644)
+		}
+		if err != nil {
+			a.emit(event.Event{Type: event.Log, Suite: suite, Message: fmt.Sprintf("sysctl %s=%s: %v", k, set[k], err)})
+			continue
+		}
+		if now, _ := os.ReadFile(path); strings.TrimSpace(string(now)) != set[k] {
+			a.emit(event.Event{Type: event.Log, Suite: suite, Message: fmt.Sprintf("sysctl %s=%s: the kernel gave %s", k, set[k], strings.TrimSpace(string(now)))})
+		}
+		undo = append(undo, func() { os.WriteFile(path, old, 0o644) })
+	}
+	return func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
 }
 
 // runLine is the case's "[RUN] ..." announcement, if it made one.

@@ -217,3 +217,25 @@ func TestKselftestRealOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestSysctl: a suite's settings are made before its programs and undone
+// after; one the kernel lacks, or grants in part, is logged.
+func TestSysctl(t *testing.T) {
+	root := t.TempDir()
+	vm := filepath.Join(root, "proc/sys/vm")
+	os.MkdirAll(vm, 0o755)
+	os.WriteFile(filepath.Join(vm, "nr_hugepages"), []byte("0\n"), 0o644)
+	var buf bytes.Buffer
+	a := &agent{log: io.Discard, ev: event.NewWriter(&buf), drain: func() {}, root: root}
+	restore := a.sysctl("ks", map[string]string{"vm.nr_hugepages": "16", "vm.no_such_knob": "1"})
+	if b, _ := os.ReadFile(filepath.Join(vm, "nr_hugepages")); string(b) != "16" {
+		t.Errorf("during the suite: %q, want 16", b)
+	}
+	restore()
+	if b, _ := os.ReadFile(filepath.Join(vm, "nr_hugepages")); string(b) != "0\n" {
+		t.Errorf("after the suite: %q, want the old 0", b)
+	}
+	if !strings.Contains(buf.String(), "sysctl vm.no_such_knob=1") {
+		t.Errorf("a missing knob was not logged: %s", buf.String())
+	}
+}
