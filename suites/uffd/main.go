@@ -1,6 +1,7 @@
 // Command uffd is the userfaultfd guest suite: the handshake and register
 // ABI with its refusals, /proc fdinfo counts, a MISSING-fault storm with
-// racing handlers, wake ranges, kernel-mode faults, the non-cooperative
+// racing handlers, wake ranges, missed wake-ups of faults whose page is
+// populated while they fault, kernel-mode faults, the non-cooperative
 // events (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source
 // handling, UFFDIO_MOVE, and write-protect and minor modes where the
 // kernel offers them (x86_64). A feature the kernel lacks is a skip only
@@ -30,6 +31,7 @@ func tests() []suite.Test {
 		{Name: "fdinfo", Run: run(fdinfoCounts)},
 		{Name: "missing-storm", Run: run(missingStorm)},
 		{Name: "wake-ranges", Run: run(wakeRanges)},
+		{Name: "wake-populate-race", Run: run(wakePopulateRace)},
 		{Name: "kernel-mode-fault", Run: run(kernelModeFault)},
 		{Name: "event-fork", Run: run(eventFork)},
 		{Name: "event-fork-disabled", Run: run(eventForkDisabled)},
