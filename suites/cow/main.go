@@ -9,6 +9,8 @@
 //     fork: fork must copy the pinned folio for the child at once.
 //   - unpin-way-back-*: after many pin/unpin cycles the pages are plain
 //     again: a fork shares them, and they are freed when unmapped.
+//   - pin-rw-{dontfork,wipeonfork}-page: pinned areas fork keeps out of
+//     the child: no copy at all, the child has no mapping / an empty one.
 //   - pin-ro-*: a long-term R/O pin must keep seeing later writes of a
 //     page that is shared, was shared, or is exclusive but mapped R/O.
 //   - vmsplice-*: vmsplice()d (referenced, not pinned) pages and COW,
@@ -35,6 +37,8 @@ package main
 
 import (
 	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/suites/suite"
 )
@@ -70,6 +74,8 @@ func tests(l *lazyEnv) []suite.Test {
 	for _, k := range []memKind{memPage, memTHP} {
 		add(fmt.Sprintf("unpin-way-back-%s", k), unpinWayBack(k))
 	}
+	add("pin-rw-dontfork-page", pinAdvisedFork(unix.MADV_DONTFORK))
+	add("pin-rw-wipeonfork-page", pinAdvisedFork(unix.MADV_WIPEONFORK))
 	for _, k := range []memKind{memPage, memTHP} {
 		for _, fast := range []bool{false, true} {
 			for _, m := range []roMode{roShared, roPrevShared, roExclusive} {
