@@ -1,6 +1,6 @@
 // Command uffd is the userfaultfd guest suite: the handshake and register
 // ABI with its refusals, /proc fdinfo counts, a MISSING-fault storm with
-// racing handlers, wake ranges, missed wake-ups of faults whose page is
+// racing handlers, SIGBUS mode and UFFDIO_POISON, wake ranges, missed wake-ups of faults whose page is
 // populated while they fault, kernel-mode faults, the non-cooperative
 // events (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source
 // handling, UFFDIO_MOVE, and write-protect and minor modes where the
@@ -33,6 +33,7 @@ func tests() []suite.Test {
 		{Name: "wake-ranges", Run: run(wakeRanges)},
 		{Name: "wake-populate-race", Run: run(wakePopulateRace)},
 		{Name: "kernel-mode-fault", Run: run(kernelModeFault)},
+		{Name: "sigbus-poison", Run: run(sigbusPoison)},
 		{Name: "event-fork", Run: run(eventFork)},
 		{Name: "event-fork-disabled", Run: run(eventForkDisabled)},
 		{Name: "event-remap", Run: run(eventRemap)},
