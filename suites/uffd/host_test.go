@@ -43,7 +43,7 @@ func bodies() map[string]func(c *tcase) {
 		"missing-storm": missingStorm, "wake-ranges": wakeRanges, "wake-populate-race": wakePopulateRace, "kernel-mode-fault": kernelModeFault, "sigbus-poison": sigbusPoison,
 		"event-fork": eventFork, "event-fork-disabled": eventForkDisabled, "event-remap": eventRemap,
 		"event-remove": eventRemove, "event-unmap": eventUnmap, "event-blocks-copy": eventBlocksCopy,
-		"copy-source": copySource, "move": move, "write-protect": writeProtect, "minor-shmem": minorShmem,
+		"copy-source": copySource, "move": move, "write-protect": writeProtect, "wp-async-scan": wpAsyncScan, "minor-shmem": minorShmem,
 	}
 }
 

@@ -1,11 +1,12 @@
 // Command uffd is the userfaultfd guest suite: the handshake and register
 // ABI with its refusals, /proc fdinfo counts, a MISSING-fault storm with
-// racing handlers, SIGBUS mode and UFFDIO_POISON, wake ranges, missed wake-ups of faults whose page is
-// populated while they fault, kernel-mode faults, the non-cooperative
-// events (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source
-// handling, UFFDIO_MOVE, and write-protect and minor modes where the
-// kernel offers them (x86_64). A feature the kernel lacks is a skip only
-// when the kernel's configuration leaves it out (i386 has no
+// racing handlers, missed wake-ups of faults whose page is populated
+// while they fault, SIGBUS mode and UFFDIO_POISON, wake ranges,
+// kernel-mode faults, the non-cooperative events (fork, mremap,
+// MADV_DONTNEED, munmap), UFFDIO_COPY's source handling, UFFDIO_MOVE, and
+// write-protect (also asynchronous, with PAGEMAP_SCAN) and minor modes
+// where the kernel offers them (x86_64). A feature the kernel lacks is a
+// skip only when the kernel's configuration leaves it out (i386 has no
 // HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise; either names the
 // features it does offer (featureVerdict).
 //
@@ -43,6 +44,7 @@ func tests() []suite.Test {
 		{Name: "copy-source", Run: run(copySource)},
 		{Name: "move", Run: run(move)},
 		{Name: "write-protect", Run: run(writeProtect)},
+		{Name: "wp-async-scan", Run: run(wpAsyncScan)},
 		{Name: "minor-shmem", Run: run(minorShmem)},
 	}
 }
