@@ -49,7 +49,11 @@ func wakePopulateRace(c *tcase) {
 	budget := c.Params().Duration / 2
 	deadline := time.Now().Add(budget)
 	stuckAfter := c.Params().Scaled(2 * time.Second)
-	const pages = 64
+	// A multiple of popOps: each page gets the same operation in every
+	// round, so that a fault message a handler read in one round and
+	// resolves after the area was zapped for the next (a late handler)
+	// maps the page with the content the next round expects.
+	const pages = 63
 	const seed = 0x77
 
 	old := runtime.GOMAXPROCS(4) // the spinning pair never starves the handler
@@ -69,7 +73,6 @@ func wakePopulateRace(c *tcase) {
 	var (
 		turn     atomic.Int64 // the iteration the faulter is to run
 		doneIter atomic.Int64 // the iteration the faulter finished
-		op       atomic.Int32 // the iteration's populator operation
 		jitterF  atomic.Int64 // the faulter's spin before its access
 		faulted  atomic.Bool  // the faulter's access took a fault
 		stop     atomic.Bool
@@ -87,7 +90,7 @@ func wakePopulateRace(c *tcase) {
 		pg := int(uintptr(m.Address)-area.addr()) / pageSize
 		msgs[pg].Add(1)
 		var err error
-		if op.Load() == popZeropage {
+		if pg%popOps == popZeropage {
 			_, err = f.Zeropage(area.pageAddr(pg), uintptr(pageSize), 0)
 		} else {
 			_, err = f.Copy(area.pageAddr(pg), src.pageAddr(pg), uintptr(pageSize), 0)
@@ -114,7 +117,7 @@ func wakePopulateRace(c *tcase) {
 			spin(jitterF.Load())
 			before := threadFaults()
 			var err error
-			if op.Load() == popZeropage {
+			if pg%popOps == popZeropage {
 				_, err = unix.Pwrite(fdSink, area.page(pg)[8:16], 0)
 			} else {
 				_, err = unix.Pread(fdSrc, area.page(pg)[8:16], int64(pg*pageSize+8))
@@ -149,7 +152,7 @@ func wakePopulateRace(c *tcase) {
 		if pg == 0 && s > 0 {
 			c.check(zap(area), "iteration %d: MADV_DONTNEED of the area", s)
 		}
-		o := int(s % popOps)
+		o := pg % popOps
 		noise := rng.Int64N(64)
 		jf, jp := noise, rng.Int64N(64)
 		if offset[o] > 0 {
@@ -157,7 +160,6 @@ func wakePopulateRace(c *tcase) {
 		} else {
 			jp -= offset[o]
 		}
-		op.Store(int32(o))
 		jitterF.Store(jf)
 		turn.Store(s)
 		spin(jp)
