@@ -1,14 +1,14 @@
 // Command uffd is the userfaultfd guest suite: the handshake and register
 // ABI with its refusals, /proc fdinfo counts, a MISSING-fault storm with
 // racing handlers, missed wake-ups of faults whose page is populated
-// while they fault, SIGBUS mode and UFFDIO_POISON, wake ranges,
-// kernel-mode faults, the non-cooperative events (fork, mremap,
-// MADV_DONTNEED, munmap), UFFDIO_COPY's source handling, UFFDIO_MOVE, and
-// write-protect (also asynchronous, with PAGEMAP_SCAN) and minor modes
-// where the kernel offers them (x86_64). A feature the kernel lacks is a
-// skip only when the kernel's configuration leaves it out (i386 has no
-// HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise; either names the
-// features it does offer (featureVerdict).
+// while they fault, SIGBUS mode and UFFDIO_POISON, MISSING faults on
+// shmem, wake ranges, kernel-mode faults, the non-cooperative events
+// (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source handling,
+// UFFDIO_MOVE, and write-protect (also asynchronous, with PAGEMAP_SCAN)
+// and minor modes where the kernel offers them (x86_64). A feature the
+// kernel lacks is a skip only when the kernel's configuration leaves it
+// out (i386 has no HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise;
+// either names the features it does offer (featureVerdict).
 //
 // Faults that must be reported exactly once, or whose waiter must stay
 // asleep until the test wakes it, are kernel-mode faults (pread() into
@@ -35,6 +35,7 @@ func tests() []suite.Test {
 		{Name: "wake-populate-race", Run: run(wakePopulateRace)},
 		{Name: "kernel-mode-fault", Run: run(kernelModeFault)},
 		{Name: "sigbus-poison", Run: run(sigbusPoison)},
+		{Name: "missing-shmem", Run: run(missingShmem)},
 		{Name: "event-fork", Run: run(eventFork)},
 		{Name: "event-fork-disabled", Run: run(eventForkDisabled)},
 		{Name: "event-remap", Run: run(eventRemap)},
