@@ -19,9 +19,7 @@ import (
 // notCaughtAtCI are the mutants that have no nightly cell, each with the
 // reason; the README must say so too. Adding a mutant without naming the
 // tests that catch it fails TestNightlyMutants unless it is listed here.
-var notCaughtAtCI = map[string]string{
-	"cow-gup-fast-no-seq": "GUP-fast racing fork() in a window of a few instructions: pin-fork-race-gup-fast does not hit it at CI durations",
-}
+var notCaughtAtCI = map[string]string{}
 
 // realCatalog is what `kharness run` validates nightly.yaml against,
 // plus every suite's declared tests (its -list, built for this host).

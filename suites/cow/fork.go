@@ -208,6 +208,9 @@ func describeFailure(st *step, n int, r *report) string {
 		}
 		return fmt.Sprintf("%s: %s: %s at byte %#x of the area (page %d) is %#08x, want %#08x (%s); it is %s",
 			head, st.why, what, i*4, int(i*4)/pageSize, r.got, r.want, tagName(st.tag), whoseWord(r.got, i))
+	case opZero:
+		return fmt.Sprintf("%s: %s: memory at byte %#x of the area (page %d) is %#08x, want 0; it is %s",
+			head, st.why, r.index*4, int(r.index*4)/pageSize, r.got, whoseWord(r.got, r.index))
 	case opVmsplice:
 		return fmt.Sprintf("%s: transferred %d: %v", head, r.transferred, syscall.Errno(r.errno))
 	case opCoherent:

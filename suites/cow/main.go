@@ -7,12 +7,18 @@
 //     the mprotect optimisation; small pages, PMD- and PTE-mapped THP.
 //   - pin-rw-*: a long-term R/W pin (gup_test, GUP slow or fast) before
 //     fork: fork must copy the pinned folio for the child at once.
+//   - unpin-way-back-*: after many pin/unpin cycles the pages are plain
+//     again: a fork shares them, and they are freed when unmapped.
+//   - pin-rw-{dontfork,wipeonfork}-page: pinned areas fork keeps out of
+//     the child: no copy at all, the child has no mapping / an empty one.
 //   - pin-ro-*: a long-term R/O pin must keep seeing later writes of a
 //     page that is shared, was shared, or is exclusive but mapped R/O.
 //   - vmsplice-*: vmsplice()d (referenced, not pinned) pages and COW,
 //     including the CVE-2020-29374 shape.
 //   - iouring-*: io_uring fixed buffers across fork and mprotect.
-//   - pin-fork-race-gup-fast: GUP-fast pinning racing with fork.
+//   - pin-fork-race-gup-fast: GUP-fast pinning racing with fork; -thp:
+//     the same over a PTE-mapped THP, whose batched fork opens a window
+//     wide enough to hit at CI durations.
 //   - fork-tearing-*: a child of a multithreaded parent must get one
 //     snapshot of pages that are being written (fails on stock 6.12.117
 //     for pinned pages; fixed by patches/cow).
@@ -31,6 +37,8 @@ package main
 
 import (
 	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kharness/kharness/suites/suite"
 )
@@ -64,6 +72,11 @@ func tests(l *lazyEnv) []suite.Test {
 		add(fmt.Sprintf("pin-rw-gup-%s-parent-first-mprotect", k), pinRW(k, false, parentFirst, true))
 	}
 	for _, k := range []memKind{memPage, memTHP} {
+		add(fmt.Sprintf("unpin-way-back-%s", k), unpinWayBack(k))
+	}
+	add("pin-rw-dontfork-page", pinAdvisedFork(unix.MADV_DONTFORK))
+	add("pin-rw-wipeonfork-page", pinAdvisedFork(unix.MADV_WIPEONFORK))
+	for _, k := range []memKind{memPage, memTHP} {
 		for _, fast := range []bool{false, true} {
 			for _, m := range []roMode{roShared, roPrevShared, roExclusive} {
 				add(fmt.Sprintf("pin-ro-%s-%s-%s", gupName(fast), k, m), roPin(k, fast, m))
@@ -85,6 +98,7 @@ func tests(l *lazyEnv) []suite.Test {
 		add(fmt.Sprintf("iouring-ro-%s", k), iouringRO(k))
 	}
 	add("pin-fork-race-gup-fast", pinForkRace)
+	add("pin-fork-race-gup-fast-thp", pinForkRaceTHP)
 	add("fork-tearing-unpinned", forkTearing(false))
 	add("fork-tearing-pinned", forkTearing(true))
 	return ts

@@ -135,3 +135,18 @@ func parseAnonHugeKB(smaps []byte, addr uintptr) (int, error) {
 	}
 	return 0, fmt.Errorf("smaps: no mapping with AnonHugePages contains %#x", addr)
 }
+
+// pageCount reads pfn's /proc/kpagecount entry: how many times the page
+// is mapped.
+func pageCount(pfn uint64) (uint64, error) {
+	f, err := os.Open("/proc/kpagecount")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], int64(pfn)*8); err != nil {
+		return 0, fmt.Errorf("kpagecount: %w", err)
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}

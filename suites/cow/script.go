@@ -30,6 +30,7 @@ const (
 	opPipeCheck                   // read report.transferred bytes from fd into q, check against pattern tag from first
 	opIoctl                       // ioctl(fd, x, p)
 	opCoherent                    // n pages at p: counters of a concurrent writer must form one snapshot (see tearing.go)
+	opZero                        // n words at p must be zero
 )
 
 func (o opcode) String() string {
@@ -54,6 +55,8 @@ func (o opcode) String() string {
 		return "ioctl"
 	case opCoherent:
 		return "coherent"
+	case opZero:
+		return "zero"
 	}
 	return "op?"
 }
@@ -105,6 +108,11 @@ func ptr(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
 // why says what a mismatch means.
 func (s *script) check(b []byte, tag uint32, first int, why string) {
 	s.add(step{op: opCheck, p: ptr(b), n: uintptr(len(b) / 4), tag: tag, first: uintptr(first), why: why})
+}
+
+// zero: b must hold zeros; why says what a non-zero word means.
+func (s *script) zero(b []byte, why string) {
+	s.add(step{op: opZero, p: ptr(b), n: uintptr(len(b) / 4), why: why})
 }
 
 // fill writes pattern tag over b.
@@ -196,6 +204,13 @@ func (s *script) exec(st *step) bool {
 		return rawOK(r, e)
 	case opCoherent:
 		return coherentPages(r, st.p, st.n)
+	case opZero:
+		for i := uintptr(0); i < st.n; i++ {
+			if w := *(*uint32)(unsafe.Add(st.p, i*4)); w != 0 {
+				r.index, r.got, r.want = i, w, 0
+				return false
+			}
+		}
 	default:
 		return false
 	}

@@ -40,10 +40,10 @@ func runHost(t *testing.T, name string, body func(c *tcase)) *suitetest.T {
 func bodies() map[string]func(c *tcase) {
 	return map[string]func(c *tcase){
 		"handshake": handshake, "register": register, "fdinfo": fdinfoCounts,
-		"missing-storm": missingStorm, "wake-ranges": wakeRanges, "kernel-mode-fault": kernelModeFault,
+		"missing-storm": missingStorm, "wake-ranges": wakeRanges, "wake-populate-race": wakePopulateRace, "kernel-mode-fault": kernelModeFault, "sigbus-poison": sigbusPoison, "missing-shmem": missingShmem,
 		"event-fork": eventFork, "event-fork-disabled": eventForkDisabled, "event-remap": eventRemap,
 		"event-remove": eventRemove, "event-unmap": eventUnmap, "event-blocks-copy": eventBlocksCopy,
-		"copy-source": copySource, "move": move, "write-protect": writeProtect, "minor-shmem": minorShmem,
+		"copy-source": copySource, "move": move, "write-protect": writeProtect, "wp-async-scan": wpAsyncScan, "minor-shmem": minorShmem,
 	}
 }
 

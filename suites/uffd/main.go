@@ -1,12 +1,14 @@
 // Command uffd is the userfaultfd guest suite: the handshake and register
 // ABI with its refusals, /proc fdinfo counts, a MISSING-fault storm with
-// racing handlers, wake ranges, kernel-mode faults, the non-cooperative
-// events (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source
-// handling, UFFDIO_MOVE, and write-protect and minor modes where the
-// kernel offers them (x86_64). A feature the kernel lacks is a skip only
-// when the kernel's configuration leaves it out (i386 has no
-// HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise; either names the
-// features it does offer (featureVerdict).
+// racing handlers, missed wake-ups of faults whose page is populated
+// while they fault, SIGBUS mode and UFFDIO_POISON, MISSING faults on
+// shmem, wake ranges, kernel-mode faults, the non-cooperative events
+// (fork, mremap, MADV_DONTNEED, munmap), UFFDIO_COPY's source handling,
+// UFFDIO_MOVE, and write-protect (also asynchronous, with PAGEMAP_SCAN)
+// and minor modes where the kernel offers them (x86_64). A feature the
+// kernel lacks is a skip only when the kernel's configuration leaves it
+// out (i386 has no HAVE_ARCH_USERFAULTFD_WP/MINOR), a failure otherwise;
+// either names the features it does offer (featureVerdict).
 //
 // Faults that must be reported exactly once, or whose waiter must stay
 // asleep until the test wakes it, are kernel-mode faults (pread() into
@@ -30,7 +32,10 @@ func tests() []suite.Test {
 		{Name: "fdinfo", Run: run(fdinfoCounts)},
 		{Name: "missing-storm", Run: run(missingStorm)},
 		{Name: "wake-ranges", Run: run(wakeRanges)},
+		{Name: "wake-populate-race", Run: run(wakePopulateRace)},
 		{Name: "kernel-mode-fault", Run: run(kernelModeFault)},
+		{Name: "sigbus-poison", Run: run(sigbusPoison)},
+		{Name: "missing-shmem", Run: run(missingShmem)},
 		{Name: "event-fork", Run: run(eventFork)},
 		{Name: "event-fork-disabled", Run: run(eventForkDisabled)},
 		{Name: "event-remap", Run: run(eventRemap)},
@@ -40,6 +45,7 @@ func tests() []suite.Test {
 		{Name: "copy-source", Run: run(copySource)},
 		{Name: "move", Run: run(move)},
 		{Name: "write-protect", Run: run(writeProtect)},
+		{Name: "wp-async-scan", Run: run(wpAsyncScan)},
 		{Name: "minor-shmem", Run: run(minorShmem)},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kharness/kharness/harness/guest"
 	"github.com/kharness/kharness/suites/internal/umcg"
@@ -92,5 +93,40 @@ func TestStormFloor(t *testing.T) {
 		if (got == "") != (tc.word == "") || !strings.Contains(got, tc.word) {
 			t.Errorf("stormFloor(%d, %d, %d) = %q, want %q", tc.sent, tc.toServers, tc.eintr, got, tc.word)
 		}
+	}
+}
+
+// TestBenchVerdict: the throughput floor passes the whole measured range
+// and catches a halved umcg hand-off rate from the typical ratio and from
+// the lowest measurement; unequal worker turns fail.
+func TestBenchVerdict(t *testing.T) {
+	measured := map[string][3]float64{ // lowest, typical, highest
+		"amd64": {0.27, 0.30, 0.46},
+		"386":   {0.42, 0.50, 0.72},
+	}
+	for arch, r := range measured {
+		floor := benchFloor[arch]
+		if floor == 0 {
+			t.Fatalf("no floor for %s", arch)
+		}
+		for _, v := range r {
+			if msg := benchVerdict(v, floor, 1); msg != "" {
+				t.Errorf("%s: measured ratio %.3f fails: %s", arch, v, msg)
+			}
+		}
+		for _, v := range r[:2] {
+			if msg := benchVerdict(v/2, floor, 1); !strings.Contains(msg, "twice as slow") {
+				t.Errorf("%s: halved ratio %.3f passes (floor %.3f)", arch, v/2, floor)
+			}
+		}
+	}
+	if msg := benchVerdict(1, 0.18, 0.3); !strings.Contains(msg, "unequal turns") {
+		t.Errorf("a 0.3 share passes: %q", msg)
+	}
+	if got := pctl([]time.Duration{5, 1, 3, 2, 4}, 50); got != 3 {
+		t.Errorf("p50 of 1..5 = %d, want 3", got)
+	}
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median of 1..3 = %v, want 2", got)
 	}
 }
