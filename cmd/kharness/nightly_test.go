@@ -42,6 +42,10 @@ func realCatalog(t *testing.T, cfg *config.Config) config.Catalog {
 	cat := config.Catalog{PatchSets: ps, DefaultPatchSets: top,
 		Suites: catalog.Names(ss, false), DefaultSuites: catalog.Names(ss, true), Tests: map[string][]string{}}
 	for _, s := range ss {
+		if !s.IsGo() {
+			cat.Tests[s.Name] = s.Declared() // programs or KUnit suites
+			continue
+		}
 		cat.Tests[s.Name] = declaredTests(t, cfg.Abs(cfg.Dirs.Module), s.Name)
 	}
 	return cat
