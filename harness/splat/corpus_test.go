@@ -47,10 +47,11 @@ var (
 const corpusDir = "testdata"
 
 var (
-	targets = []string{"i386-highmem", "x86_64", "x86_64-debug"}
-	sources = []string{"real", "synthetic"}
-	blameRe = regexp.MustCompile(`^[\w.-]+/[\w.-]+$`)
-	reportR = regexp.MustCompile(`^line (\d+) \(text (\d+)-(\d+)\): ([\w-]+), (fatal|not fatal): (.+)$`)
+	targets      = []string{"i386-highmem", "x86_64", "x86_64-debug"}
+	sources      = []string{"real", "synthetic"}
+	blameRe      = regexp.MustCompile(`^[\w.-]+/[\w.-]+$`)
+	configFlagRe = regexp.MustCompile(` -c \S+`)
+	reportR      = regexp.MustCompile(`^line (\d+) \(text (\d+)-(\d+)\): ([\w-]+), (fatal|not fatal): (.+)$`)
 )
 
 // corpusFile is one parsed testdata file.
@@ -249,10 +250,12 @@ func captureLog(cellDir, name, kmsgTest string) error {
 		if filepath.Base(c.Dir) != filepath.Base(cellDir) {
 			continue
 		}
+		// The rerun command, without the machine's config path.
+		rerun := configFlagRe.ReplaceAllString(c.Rerun, "")
 		f := &corpusFile{fields: map[string][]string{
 			"SOURCE": {"real"},
 			"TARGET": {c.Target},
-			"ORIGIN": {fmt.Sprintf("%s (run %s, cell %s)", c.Rerun, run.ID, c.ID)},
+			"ORIGIN": {fmt.Sprintf("%s (run %s, cell %s)", rerun, run.ID, c.ID)},
 		}}
 		blame := ""
 		if c.BlameTest != "" {

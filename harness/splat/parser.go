@@ -401,7 +401,7 @@ func (s *splat) learn(content string) {
 	case fnRCUAt:
 		if m := rcuAtRe.FindStringSubmatch(content); m != nil {
 			s.fnDone = true
-			s.r.Title = s.h.base + " at " + m[1]
+			s.r.Title = s.h.base + " at " + srcPath(m[1])
 		}
 		return
 	}

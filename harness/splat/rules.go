@@ -119,7 +119,7 @@ var rules = []*rule{
 	{kind: UBSAN, severity: 35, open: openCut, end: endMarker, fn: fnTrace,
 		re: regexp.MustCompile(`^UBSAN: (.+?) in (\S+?)(?::\d+)*\s*$`),
 		title: func(m []string) (string, string, string) {
-			return "UBSAN: " + m[1], "", "UBSAN: " + m[1] + " in " + m[2]
+			return "UBSAN: " + m[1], "", "UBSAN: " + m[1] + " in " + srcPath(m[2])
 		}},
 
 	// Lockdep. Its reports are framed by "=====" and name the place in
@@ -162,7 +162,7 @@ var rules = []*rule{
 	{kind: Bug, severity: 80, fatal: true, wantsOops: true, open: openCut, end: endMarker, fn: fnRIP,
 		re: regexp.MustCompile(`^kernel BUG at (\S+?)!?\s*$`),
 		title: func(m []string) (string, string, string) {
-			return "kernel BUG", "", "kernel BUG at " + m[1]
+			return "kernel BUG", "", "kernel BUG at " + srcPath(m[1])
 		}},
 	{kind: Bug, severity: 80, fatal: true, wantsOops: true, open: openCut, end: endMarker,
 		re:    regexp.MustCompile(`^Kernel BUG at (\S+) \[verbose debug info unavailable\]`),
@@ -185,10 +185,10 @@ var rules = []*rule{
 	// WARN() and the checks built on it, most specific first.
 	{kind: Warning, severity: 30, open: openCut, end: endMarker, fn: fnTrace,
 		fixed: "WARNING: refcount bug", skip: []string{"refcount_*", "__refcount_*"},
-		re: regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at lib/refcount\.c:\d+ `)},
+		re: regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at (?:\.\./)*lib/refcount\.c:\d+ `)},
 	{kind: Warning, severity: 30, open: openCut, end: endMarker, fn: fnTrace,
 		fixed: "BUG: corrupted list", skip: []string{"__list_*", "list_*"},
-		re: regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at lib/list_debug\.c:\d+ `)},
+		re: regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at (?:\.\./)*lib/list_debug\.c:\d+ `)},
 	{kind: Warning, severity: 30, open: openCut, end: endMarker, fn: fnRIP,
 		re:    regexp.MustCompile(`^WARNING: CPU: \d+ PID: -?\d+ at (.+)$`),
 		title: warnTitle},
@@ -234,7 +234,7 @@ func warnTitle(m []string) (string, string, string) {
 	}
 	fallback := ""
 	if a[1] != "" {
-		fallback = "WARNING at " + a[1]
+		fallback = "WARNING at " + srcPath(a[1])
 	}
 	return "WARNING", symbol(a[2]), fallback
 }
@@ -256,4 +256,13 @@ func (r *rule) skips(fn string) bool {
 		}
 	}
 	return false
+}
+
+// srcPath is a source file as the kernel tree names it: a kernel built
+// in a separate directory (make O=) logs "../../lib/refcount.c".
+func srcPath(p string) string {
+	for strings.HasPrefix(p, "../") {
+		p = p[3:]
+	}
+	return p
 }
