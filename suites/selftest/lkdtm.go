@@ -180,9 +180,16 @@ func spawnStuck(typ string) error {
 	return cmd.Start()
 }
 
-// lkdtmChild is the child of spawnStuck.
+// lkdtmChild is the child of spawnStuck. It runs on the last CPU: the
+// first one is where the agent's power-off migrates, and a CPU spinning
+// with preemption off would never let it in.
 func lkdtmChild(typ string) {
 	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(runtime.NumCPU() - 1)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		fmt.Fprintf(os.Stderr, "selftest: LKDTM %s: sched_setaffinity: %v\n", typ, err)
+	}
 	if err := os.WriteFile(lkdtmDirect, []byte(typ), 0); err != nil {
 		fmt.Fprintf(os.Stderr, "selftest: LKDTM %s: %v\n", typ, err)
 		os.Exit(1)
