@@ -467,7 +467,7 @@ var plumbingNames = map[string]bool{
 var plumbingPrefixes = []string{
 	"dump_stack", "__schedule", "__switch_to", "__might_", "___might_", "might_", "__cant_",
 	"__mutex_lock", "__down", "rwsem_down", "__rwsem", "wait_for_completion", "__wait_for_common",
-	"wait_for_common", "do_wait_for_common", "__wait_on_bit", "out_of_line_wait_on_bit", "_raw_", "do_raw_",
+	"wait_for_common", "do_wait_for_common", "__wait_on_bit", "__flush_work", "flush_work", "__flush_workqueue", "out_of_line_wait_on_bit", "_raw_", "do_raw_",
 	"queued_", "native_queued", "__pv_queued", "rt_mutex", "__rt_mutex", "rt_spin",
 	"lock_acquire", "__lock_acquire", "lock_release", "__warn", "warn_slowpath", "report_bug",
 	"handle_bug", "exc_", "asm_exc_", "asm_sysvec", "sysvec_", "__sysvec", "kasan_", "__kasan_",
