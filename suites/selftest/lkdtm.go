@@ -137,6 +137,10 @@ func (c lkdtmCase) run(t *suite.T) {
 		}
 		return
 	}
+	// The boot's last stop_machine (TSC recalibration, about a second
+	// after the clocksource starts) would wait for the locked CPU and
+	// turn any lockup into a soft lockup of the stopper.
+	settle(10 * time.Second)
 	if err := spawnStuck(c.typ); err != nil {
 		t.Fatalf("LKDTM %s: %v", c.typ, err)
 	}
@@ -156,6 +160,16 @@ func (c lkdtmCase) run(t *suite.T) {
 		}
 	}
 	t.Errorf("LKDTM %s: no kernel report matching %q within %s", c.typ, c.await, limit)
+}
+
+// settle waits until the kernel has been up for d.
+func settle(d time.Duration) {
+	var info unix.Sysinfo_t
+	if unix.Sysinfo(&info) == nil {
+		if up := time.Duration(info.Uptime) * time.Second; up < d {
+			time.Sleep(d - up)
+		}
+	}
 }
 
 func provoke(t *suite.T, typ string) {
