@@ -391,7 +391,9 @@ func (s *splat) learn(content string) {
 	case fnTrace:
 		fn, guess = s.traceFn(content)
 	case fnRIPOrTrace:
-		if fn = ripFn(content); fn == "" {
+		// A CPU caught spinning in a lock or a wait primitive is named
+		// after the caller the trace shows.
+		if fn = ripFn(content); fn == "" || plumbing(fn) || s.h.r.skips(fn) {
 			fn, guess = s.traceFn(content)
 		}
 	case fnAt:
@@ -462,6 +464,7 @@ var plumbingNames = map[string]bool{
 	"msleep": true, "usleep_range_state": true, "ssleep": true,
 	"rcu_barrier": true, "synchronize_rcu": true, "synchronize_rcu_expedited": true,
 	"__synchronize_srcu": true, "synchronize_srcu": true, "bit_wait": true, "bit_wait_io": true,
+	"stop_machine_yield": true, "cpu_relax": true,
 }
 
 var plumbingPrefixes = []string{
