@@ -183,6 +183,12 @@ func (p *Parser) opener(o opener) []ref {
 				return nil
 			}
 			if strings.TrimSpace(l.content) == cutHere {
+				// A VM_BUG_ON_PAGE's dump_page() comes first and says
+				// which condition failed.
+				for i > 0 && pageDumpRe.MatchString(p.hist[i-1].content) && !p.hist[i-1].header &&
+					(p.hist[i-1].owner == nil || p.hist[i-1].owner == p.cur) {
+					i--
+				}
 				return p.hist[i:]
 			}
 		}
@@ -237,6 +243,7 @@ func (s *splat) hold(text string, no int) {
 
 var (
 	ruleRe      = regexp.MustCompile(`^={10,}\s*$`)
+	pageDumpRe  = regexp.MustCompile(`^(?:page: |page dumped because: |raw: |head: |memcg:|(?:\w+ )?flags: |aops:|folio: |pfn: )`)
 	callTraceRe = regexp.MustCompile(`^\s*Call Trace:`)
 	frameRe     = regexp.MustCompile(`^\s+(?:\? )?(?:[A-Za-z_.$][\w.$]*\+0x[0-9a-f]+/0x[0-9a-f]+|0x[0-9a-f]+)(?: \[[^\]]*\])?\s*$|^\s*\[<[0-9a-f]+>\] `)
 	tagRe       = regexp.MustCompile(`^\s*</?[A-Z#_]+>\s*$`)
