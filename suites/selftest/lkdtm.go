@@ -37,7 +37,7 @@ type lkdtmCase struct {
 	// await, when set, makes the provocation run in a child process that
 	// never comes back; the test ends when the kernel log matches it.
 	await string
-	twice bool // the type acts on its second call (SPINLOCKUP)
+	twice bool // the type acts on its second call (SPINLOCKUP); both run in children
 }
 
 const (
@@ -124,9 +124,6 @@ func (c lkdtmCase) run(t *suite.T) {
 		t.Fatalf("/dev/kmsg: %v", err)
 	}
 	defer km.close()
-	if c.twice {
-		provoke(t, c.typ)
-	}
 	if c.await == "" {
 		provoke(t, c.typ)
 		t.Logf("LKDTM %s returned", c.typ)
@@ -141,6 +138,14 @@ func (c lkdtmCase) run(t *suite.T) {
 	// after the clocksource starts) would wait for the locked CPU and
 	// turn any lockup into a soft lockup of the stopper.
 	settle(10 * time.Second)
+	if c.twice {
+		// The first call returns to user space holding a spinlock:
+		// whatever that child does next sleeps in atomic context.
+		if err := spawnStuck(c.typ); err != nil {
+			t.Fatalf("LKDTM %s: %v", c.typ, err)
+		}
+		time.Sleep(time.Second)
+	}
 	if err := spawnStuck(c.typ); err != nil {
 		t.Fatalf("LKDTM %s: %v", c.typ, err)
 	}
