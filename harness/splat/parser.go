@@ -63,6 +63,7 @@ type splat struct {
 	seen    int  // lines after the header
 	sawOops bool // an "Oops:" line was taken in
 	guess   bool // the title's F is a questionable frame ("? f+0x1/0x2"), until a reliable one shows
+	rawRIP  bool // the RIP is no function (a jump into data): fnRIP takes the trace's
 	prose   bool // may run past bodyLimit before its stack
 	locks   bool // "Showing all locks held" was seen: a hung task ends at "====="
 	trace   bool // a "Call Trace:" was seen
@@ -192,6 +193,13 @@ func (p *Parser) opener(o opener) []ref {
 				return p.hist[i:]
 			}
 		}
+	case openFault:
+		if n := len(p.hist); n > 0 {
+			l := p.hist[n-1]
+			if !l.header && (l.owner == nil || l.owner == p.cur) && faultNoteRe.MatchString(l.content) {
+				return p.hist[n-1:]
+			}
+		}
 	case openRule:
 		if n := len(p.hist); n > 0 {
 			l := p.hist[n-1]
@@ -243,11 +251,13 @@ func (s *splat) hold(text string, no int) {
 
 var (
 	ruleRe      = regexp.MustCompile(`^={10,}\s*$`)
+	faultNoteRe = regexp.MustCompile(`^(?:kernel tried to execute NX-protected page|unable to execute userspace code)`)
 	pageDumpRe  = regexp.MustCompile(`^(?:page: |page dumped because: |raw: |head: |memcg:|(?:\w+ )?flags: |aops:|folio: |pfn: )`)
 	callTraceRe = regexp.MustCompile(`^\s*Call Trace:`)
 	frameRe     = regexp.MustCompile(`^\s+(?:\? )?(?:[A-Za-z_.$][\w.$]*\+0x[0-9a-f]+/0x[0-9a-f]+|0x[0-9a-f]+)(?: \[[^\]]*\])?\s*$|^\s*\[<[0-9a-f]+>\] `)
 	tagRe       = regexp.MustCompile(`^\s*</?[A-Z#_]+>\s*$`)
 	regsRe      = regexp.MustCompile(`^(?:[A-Z][A-Z0-9]{1,5}:\s+(?:0x[0-9a-f]+|[0-9a-f]{4}|[A-Za-z_.$][\w.$]*\+0x)|Code: )`)
+	rawRIPRe    = regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: )(?:0x)?[0-9a-f]+\s*$`)
 	ripRe       = regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: )([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+`)
 	atRe        = regexp.MustCompile(`, at: ([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x|^\[<[0-9a-f]+>\] ([A-Za-z_.$][\w.$]*)\+0x`)
 	rcuAtRe     = regexp.MustCompile(`^(\S+:\d+) suspicious `)
@@ -394,7 +404,12 @@ func (s *splat) learn(content string) {
 	fn, guess := "", false
 	switch s.h.r.fn {
 	case fnRIP:
-		fn = ripFn(content)
+		if fn = ripFn(content); fn == "" && rawRIPRe.MatchString(content) {
+			s.rawRIP = true
+		}
+		if fn == "" && s.rawRIP {
+			fn, guess = s.traceFn(content)
+		}
 	case fnTrace:
 		fn, guess = s.traceFn(content)
 	case fnRIPOrTrace:

@@ -55,7 +55,7 @@ type fnSource int
 
 const (
 	fnNone       fnSource = iota
-	fnRIP                 // the first "RIP: 0010:F+0x.." / "EIP: F+0x.." line
+	fnRIP                 // the first "RIP: 0010:F+0x.." / "EIP: F+0x.." line; the trace's first frame if the RIP is a bare address
 	fnTrace               // the first frame of the Call Trace that is not skipped
 	fnRIPOrTrace          // whichever of the two comes first
 	fnAt                  // lockdep's ", at: F+0x.." or "[<addr>] F+0x.."
@@ -67,9 +67,10 @@ const (
 type opener int
 
 const (
-	openNone opener = iota
-	openCut         // "------------[ cut here ]------------", possibly with WARN() text after it
-	openRule        // "=====...", right before the header
+	openNone  opener = iota
+	openCut          // "------------[ cut here ]------------", possibly with WARN() text after it
+	openRule         // "=====...", right before the header
+	openFault        // what the page-fault handler says first: "kernel tried to execute NX-protected page", "unable to execute userspace code (SMEP?)"
 )
 
 // ending says how a report's text ends.
@@ -148,7 +149,7 @@ var rules = []*rule{
 	{kind: Oops, severity: 90, fatal: true, wantsOops: true, end: endMarker, fn: fnRIP,
 		fixed: "BUG: stack guard page was hit",
 		re:    regexp.MustCompile(`^BUG: (?:\S+ )?stack guard page was hit\b`)},
-	{kind: Oops, severity: 90, fatal: true, wantsOops: true, end: endMarker, fn: fnRIP,
+	{kind: Oops, severity: 90, fatal: true, wantsOops: true, open: openFault, end: endMarker, fn: fnRIP,
 		re:    regexp.MustCompile(`^BUG: (kernel NULL pointer dereference|unable to handle page fault|unable to handle kernel (?:NULL pointer dereference|paging request))\b`),
 		title: func(m []string) (string, string, string) { return "BUG: " + m[1], "", "" }},
 	{kind: Oops, severity: 90, fatal: true, isOops: true, end: endMarker, fn: fnRIP,
