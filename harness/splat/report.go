@@ -28,7 +28,8 @@
 //     dereference" or "kernel BUG at" header is part of that report, while a
 //     "Kernel panic - not syncing" is always a report of its own (see Most).
 //   - Text keeps each line as logged, timestamps included, without NULs,
-//     CRs and terminal escape sequences. Trailing blank lines are dropped.
+//     CRs and terminal escape sequences, and with /dev/kmsg's escapes
+//     ("\x09" for a tab) undone. Trailing blank lines are dropped.
 //   - Title may be completed after the header: the function comes from the
 //     RIP:/EIP: line, the call trace or lockdep's ", at:" line, and a KASAN
 //     title gains Read/Write from the line after the header.

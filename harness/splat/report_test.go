@@ -575,3 +575,18 @@ func TestRules(t *testing.T) {
 		t.Errorf("Classify said %s for a banner", k)
 	}
 }
+
+// TestKmsgEscapes: /dev/kmsg writes a tab as \x09 and a backslash as
+// \x5c; the line reads as the console printed it.
+func TestKmsgEscapes(t *testing.T) {
+	for in, want := range map[string]string{
+		`rcu: \x091-...!: (0 ticks this GP)`: "rcu: \t1-...!: (0 ticks this GP)",
+		`path C:\x5cx and \x1b[0m colour`:    `path C:\x and  colour`,
+		`caf\xc3\xa9 \x7f`:                   "café ",
+		`plain \xZZ and \x41 stay`:           `plain \xZZ and \x41 stay`,
+	} {
+		if got := clean(in); got != want {
+			t.Errorf("clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
