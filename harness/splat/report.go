@@ -32,7 +32,9 @@
 //     ("\x09" for a tab) undone. Trailing blank lines are dropped.
 //   - Title may be completed after the header: the function comes from the
 //     RIP:/EIP: line, the call trace or lockdep's ", at:" line, and a KASAN
-//     title gains Read/Write from the line after the header.
+//     title gains Read/Write from the line after the header. A function
+//     taken from a questionable frame ("? f+0x1/0x2", all there is without
+//     frame pointers or ORC) gives way to the first reliable frame after it.
 package splat
 
 import (
