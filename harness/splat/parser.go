@@ -497,7 +497,7 @@ var plumbingPrefixes = []string{
 	"lock_acquire", "__lock_acquire", "lock_release", "__warn", "warn_slowpath", "report_bug",
 	"handle_bug", "exc_", "asm_exc_", "asm_sysvec", "sysvec_", "__sysvec", "kasan_", "__kasan_",
 	"ubsan_", "__ubsan_", "nmi_", "entry_", "do_syscall", "do_int80", "do_fast_syscall",
-	"check_preemption_disabled", "debug_smp_processor_id", "__pfx_", "__schedule_bug",
+	"check_preemption_disabled", "debug_smp_processor_id", "__pfx_", "__schedule_bug", "hrtimer_",
 	"schedule_debug",
 }
 
