@@ -25,10 +25,10 @@ const cutHere = "------------[ cut here ]------------"
 // Parser is a streaming parser: the host feeds console lines as they
 // arrive. It is not safe for concurrent use.
 type Parser struct {
-	n        int   // lines fed so far
-	prefixed bool  // the log has shown printk prefixes (see package doc)
-	banner   bool  // the first "Linux version" banner was seen
-	hist     []ref // recent kernel lines, for openers
+	n        int            // lines fed so far
+	prefixed bool           // the log has shown printk prefixes (see package doc)
+	sighted  map[*rule]bool // rules with second set whose header was seen once
+	hist     []ref          // recent kernel lines, for openers
 	reports  []*Report
 	cur      *splat // the report still taking lines, or nil
 }
@@ -62,6 +62,8 @@ type splat struct {
 	body    int  // lines in inBody
 	seen    int  // lines after the header
 	sawOops bool // an "Oops:" line was taken in
+	guess   bool // the title's F is a questionable frame ("? f+0x1/0x2"), until a reliable one shows
+	rawRIP  bool // the RIP is no function (a jump into data): fnRIP takes the trace's
 	prose   bool // may run past bodyLimit before its stack
 	locks   bool // "Showing all locks held" was seen: a hung task ends at "====="
 	trace   bool // a "Call Trace:" was seen
@@ -70,7 +72,7 @@ type splat struct {
 }
 
 // NewParser returns a parser at the start of a log.
-func NewParser() *Parser { return &Parser{} }
+func NewParser() *Parser { return &Parser{sighted: map[*rule]bool{}} }
 
 // Feed takes one line (without its newline; CR, NUL and escape sequences
 // are tolerated). When the line is a header it returns the new report, else
@@ -89,11 +91,11 @@ func (p *Parser) Feed(line string) *Report {
 		return nil // user-space output between kernel lines
 	}
 	h, isHdr := classify(content)
-	if !isHdr && bannerRe.MatchString(content) {
-		if p.banner {
-			h, isHdr = header{kind: Reboot, base: "unexpected reboot", fatal: true}, true
+	if !isHdr {
+		if sh, ok := match(content, true); ok {
+			h, isHdr = sh, p.sighted[sh.r]
+			p.sighted[sh.r] = true
 		}
-		p.banner = true
 	}
 	if isHdr && p.cur != nil && p.absorbs(h) {
 		isHdr = false
@@ -134,7 +136,7 @@ func (p *Parser) remember(r ref) {
 // line that die() prints after a page-fault or "kernel BUG at" header.
 func (p *Parser) absorbs(h header) bool {
 	s := p.cur
-	if !h.isOops || !s.h.wantsOops || s.sawOops || s.seen >= 20 {
+	if !h.r.isOops || !s.h.r.wantsOops || s.sawOops || s.seen >= 20 {
 		return false
 	}
 	s.sawOops = true
@@ -143,18 +145,18 @@ func (p *Parser) absorbs(h header) bool {
 }
 
 func (p *Parser) start(h header, text string) *splat {
-	pre := p.opener(h.open)
+	pre := p.opener(h.r.open)
 	if p.cur != nil {
 		if len(pre) > 0 {
 			p.cur.dropFrom(pre[0].no)
 		}
 		p.close()
 	}
-	r := &Report{Kind: h.kind, Title: h.title(), Line: p.n, Fatal: h.fatal}
-	s := &splat{r: r, h: h, fnDone: h.fn != "" || h.src == fnNone}
+	r := &Report{Kind: h.r.kind, Title: h.title(), Line: p.n, Fatal: h.r.fatal}
+	s := &splat{r: r, h: h, fnDone: h.fn != "" || h.r.fn == fnNone}
 	// Reports framed by "=====" (lockdep, SLUB) explain themselves at
 	// length before their stack; "BUG: MAX_LOCKDEP_KEYS too low!" is short.
-	s.prose = h.open == openRule && len(pre) > 0
+	s.prose = h.r.open == openRule && len(pre) > 0
 	for _, l := range pre {
 		s.lines = append(s.lines, l.text)
 		s.nos = append(s.nos, l.no)
@@ -164,7 +166,7 @@ func (p *Parser) start(h header, text string) *splat {
 	r.Text = strings.Join(s.lines, "\n")
 	p.reports = append(p.reports, r)
 	p.cur = s
-	if h.kind == Reboot {
+	if h.r.second { // a banner is the whole report
 		p.close()
 	}
 	return s
@@ -182,7 +184,20 @@ func (p *Parser) opener(o opener) []ref {
 				return nil
 			}
 			if strings.TrimSpace(l.content) == cutHere {
+				// A VM_BUG_ON_PAGE's dump_page() comes first and says
+				// which condition failed.
+				for i > 0 && pageDumpRe.MatchString(p.hist[i-1].content) && !p.hist[i-1].header &&
+					(p.hist[i-1].owner == nil || p.hist[i-1].owner == p.cur) {
+					i--
+				}
 				return p.hist[i:]
+			}
+		}
+	case openFault:
+		if n := len(p.hist); n > 0 {
+			l := p.hist[n-1]
+			if !l.header && (l.owner == nil || l.owner == p.cur) && faultNoteRe.MatchString(l.content) {
+				return p.hist[n-1:]
 			}
 		}
 	case openRule:
@@ -236,10 +251,13 @@ func (s *splat) hold(text string, no int) {
 
 var (
 	ruleRe      = regexp.MustCompile(`^={10,}\s*$`)
+	faultNoteRe = regexp.MustCompile(`^(?:kernel tried to execute NX-protected page|unable to execute userspace code)`)
+	pageDumpRe  = regexp.MustCompile(`^(?:page: |page dumped because: |raw: |head: |memcg:|(?:\w+ )?flags: |aops:|folio: |pfn: )`)
 	callTraceRe = regexp.MustCompile(`^\s*Call Trace:`)
 	frameRe     = regexp.MustCompile(`^\s+(?:\? )?(?:[A-Za-z_.$][\w.$]*\+0x[0-9a-f]+/0x[0-9a-f]+|0x[0-9a-f]+)(?: \[[^\]]*\])?\s*$|^\s*\[<[0-9a-f]+>\] `)
 	tagRe       = regexp.MustCompile(`^\s*</?[A-Z#_]+>\s*$`)
 	regsRe      = regexp.MustCompile(`^(?:[A-Z][A-Z0-9]{1,5}:\s+(?:0x[0-9a-f]+|[0-9a-f]{4}|[A-Za-z_.$][\w.$]*\+0x)|Code: )`)
+	rawRIPRe    = regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: )(?:0x)?[0-9a-f]+\s*$`)
 	ripRe       = regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: )([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+`)
 	atRe        = regexp.MustCompile(`, at: ([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x|^\[<[0-9a-f]+>\] ([A-Za-z_.$][\w.$]*)\+0x`)
 	rcuAtRe     = regexp.MustCompile(`^(\S+:\d+) suspicious `)
@@ -296,14 +314,14 @@ func (p *Parser) add(text, content string) bool {
 		s.locks = true
 	}
 	if strings.HasPrefix(content, "---[ end trace") || strings.HasPrefix(content, "---[ end Kernel panic") ||
-		isRule(content) && (s.h.ruleEnds || s.h.kind == HungTask && s.locks) {
+		isRule(content) && (s.h.r.end == endRule || s.h.r.end == endFlowLocks && s.locks) {
 		s.push(text, p.n)
 		p.close()
 		return true
 	}
 	blank := isBlank(content)
 	taken := !blank
-	if s.h.marker || s.sawOops {
+	if s.h.r.end >= endMarker || s.sawOops {
 		if blank {
 			s.hold(text, p.n)
 		} else {
@@ -374,7 +392,7 @@ func (s *splat) learn(content string) {
 	case "</NMI>":
 		s.nmi = false
 	}
-	if s.h.kasanRW && s.seen == 1 {
+	if s.h.r.kasanRW && s.seen == 1 {
 		if m := kasanRWRe.FindStringSubmatch(content); m != nil {
 			s.h.base += " " + m[1]
 			s.r.Title = s.h.title()
@@ -383,15 +401,22 @@ func (s *splat) learn(content string) {
 	if s.fnDone {
 		return
 	}
-	fn := ""
-	switch s.h.src {
+	fn, guess := "", false
+	switch s.h.r.fn {
 	case fnRIP:
-		fn = ripFn(content)
+		if fn = ripFn(content); fn == "" && rawRIPRe.MatchString(content) {
+			s.rawRIP = true
+		}
+		if fn == "" && s.rawRIP {
+			fn, guess = s.traceFn(content)
+		}
 	case fnTrace:
-		fn = s.traceFn(content)
+		fn, guess = s.traceFn(content)
 	case fnRIPOrTrace:
-		if fn = ripFn(content); fn == "" {
-			fn = s.traceFn(content)
+		// A CPU caught spinning in a lock or a wait primitive is named
+		// after the caller the trace shows.
+		if fn = ripFn(content); fn == "" || plumbing(fn) || s.h.r.skips(fn) {
+			fn, guess = s.traceFn(content)
 		}
 	case fnAt:
 		if m := atRe.FindStringSubmatch(content); m != nil {
@@ -400,15 +425,19 @@ func (s *splat) learn(content string) {
 	case fnRCUAt:
 		if m := rcuAtRe.FindStringSubmatch(content); m != nil {
 			s.fnDone = true
-			s.r.Title = s.h.base + " at " + m[1]
+			s.r.Title = s.h.base + " at " + srcPath(m[1])
 		}
 		return
 	}
-	if fn != "" {
-		s.fnDone = true
-		s.h.fn = fn
-		s.r.Title = s.h.title()
+	if fn == "" || guess && s.guess {
+		return
 	}
+	// A questionable frame names the function only until a reliable one
+	// shows: with the guess unwinder (no frame pointers, no ORC) every
+	// frame is questionable, and the first one left is the best there is.
+	s.fnDone, s.guess = !guess, guess
+	s.h.fn = fn
+	s.r.Title = s.h.title()
 }
 
 func ripFn(content string) string {
@@ -418,24 +447,24 @@ func ripFn(content string) string {
 	return ""
 }
 
-func (s *splat) traceFn(content string) string {
+// traceFn returns the function a Call Trace line names, unless it is
+// skipped, and whether the frame is questionable ("? f+0x1/0x2").
+func (s *splat) traceFn(content string) (fn string, questionable bool) {
 	if !s.trace || s.nmi || !frameRe.MatchString(content) {
-		return ""
+		return "", false
 	}
 	c := strings.TrimSpace(content)
-	if strings.HasPrefix(c, "? ") {
-		return ""
-	}
 	if strings.HasPrefix(c, "[<") { // old "[<c1234567>] func+0x1/0x2"
 		if i := strings.Index(c, "] "); i >= 0 {
 			c = c[i+2:]
 		}
 	}
-	fn := symbol(c)
-	if fn == "" || plumbing(fn) {
-		return ""
+	c, questionable = strings.CutPrefix(c, "? ")
+	fn = symbol(c)
+	if fn == "" || plumbing(fn) || s.h.r.skips(fn) {
+		return "", false
 	}
-	return fn
+	return fn, questionable
 }
 
 // plumbingNames and plumbingPrefixes are the frames a title should look
@@ -457,17 +486,18 @@ var plumbingNames = map[string]bool{
 	"msleep": true, "usleep_range_state": true, "ssleep": true,
 	"rcu_barrier": true, "synchronize_rcu": true, "synchronize_rcu_expedited": true,
 	"__synchronize_srcu": true, "synchronize_srcu": true, "bit_wait": true, "bit_wait_io": true,
+	"stop_machine_yield": true, "cpu_relax": true,
 }
 
 var plumbingPrefixes = []string{
 	"dump_stack", "__schedule", "__switch_to", "__might_", "___might_", "might_", "__cant_",
 	"__mutex_lock", "__down", "rwsem_down", "__rwsem", "wait_for_completion", "__wait_for_common",
-	"wait_for_common", "do_wait_for_common", "__wait_on_bit", "out_of_line_wait_on_bit", "_raw_", "do_raw_",
+	"wait_for_common", "do_wait_for_common", "__wait_on_bit", "__flush_work", "flush_work", "__flush_workqueue", "out_of_line_wait_on_bit", "_raw_", "do_raw_",
 	"queued_", "native_queued", "__pv_queued", "rt_mutex", "__rt_mutex", "rt_spin",
 	"lock_acquire", "__lock_acquire", "lock_release", "__warn", "warn_slowpath", "report_bug",
 	"handle_bug", "exc_", "asm_exc_", "asm_sysvec", "sysvec_", "__sysvec", "kasan_", "__kasan_",
 	"ubsan_", "__ubsan_", "nmi_", "entry_", "do_syscall", "do_int80", "do_fast_syscall",
-	"check_preemption_disabled", "debug_smp_processor_id", "__pfx_", "__schedule_bug",
+	"check_preemption_disabled", "debug_smp_processor_id", "__pfx_", "__schedule_bug", "hrtimer_",
 	"schedule_debug",
 }
 

@@ -4,6 +4,12 @@
 // tell a new crash from one it has already seen; the design follows
 // syzkaller's pkg/report, scaled down to the x86 formats of Linux 6.12.
 //
+// Each class of splat is one entry of the ordered rule table (rules.go):
+// its header, kind, severity, fatality, title and where the title's
+// function comes from, and how its text starts and ends. testdata/ is a
+// corpus of logs, mostly captured from kharness boots, each carrying what
+// the parser must say of it in a header (corpus_test.go).
+//
 // Decisions callers must know:
 //
 //   - A bare "WARNING: ..." is not a splat. Only the __warn() format
@@ -22,10 +28,13 @@
 //     dereference" or "kernel BUG at" header is part of that report, while a
 //     "Kernel panic - not syncing" is always a report of its own (see Most).
 //   - Text keeps each line as logged, timestamps included, without NULs,
-//     CRs and terminal escape sequences. Trailing blank lines are dropped.
+//     CRs and terminal escape sequences, and with /dev/kmsg's escapes
+//     ("\x09" for a tab) undone. Trailing blank lines are dropped.
 //   - Title may be completed after the header: the function comes from the
 //     RIP:/EIP: line, the call trace or lockdep's ", at:" line, and a KASAN
-//     title gains Read/Write from the line after the header.
+//     title gains Read/Write from the line after the header. A function
+//     taken from a questionable frame ("? f+0x1/0x2", all there is without
+//     frame pointers or ORC) gives way to the first reliable frame after it.
 package splat
 
 import (
@@ -61,38 +70,8 @@ type Report struct {
 	Fatal bool   `json:"fatal"` // the kernel cannot go on: panic, oops, kernel BUG at, reboot
 }
 
-// severity ranks kinds for Most when no report is fatal.
-func severity(k Kind) int {
-	switch k {
-	case Panic:
-		return 100
-	case Oops:
-		return 90
-	case Bug:
-		return 80
-	case KASAN:
-		return 75
-	case KFENCE:
-		return 70
-	case HardLockup:
-		return 60
-	case SoftLockup:
-		return 55
-	case RCUStall:
-		return 50
-	case HungTask:
-		return 45
-	case Lockdep:
-		return 40
-	case UBSAN:
-		return 35
-	case Warning:
-		return 30
-	case Reboot:
-		return 20
-	}
-	return 0
-}
+// severity ranks kinds for Most when no report is fatal (see rules).
+func severity(k Kind) int { return severities[k] }
 
 // Most returns the report that best names what went wrong in rs, which
 // must be in log order (as Parse and Reports give them).
@@ -114,7 +93,8 @@ func Most(rs []Report) (Report, bool) {
 		if !r.Fatal {
 			continue
 		}
-		if (r.Kind == Panic || r.Kind == Reboot) && i > 0 && followsUp(rs[i-1], r) {
+		// Every report before r is not fatal, so rs[i-1] is no panic.
+		if i > 0 && ruleOf(r).followUp && r.Line-endLine(rs[i-1]) <= followUpGap {
 			c := rs[i-1]
 			c.Fatal = true
 			return c, true
@@ -130,48 +110,34 @@ func Most(rs []Report) (Report, bool) {
 	return rs[best], true
 }
 
-// standalonePanics are panic messages that are their own cause, so a
-// nearby earlier report must not take the blame.
-var standalonePanics = []string{
-	"sysrq triggered crash",
-	"VFS: Unable to mount root",
-	"No working init found",
-	"Requested init",
-	"Out of memory",
-	"System is deadlocked on memory",
-}
-
 // followUpGap is how many log lines may separate the end of a report from
 // the panic it caused; an Oops's register summary takes about fifteen.
 const followUpGap = 30
 
-func followsUp(prev, r Report) bool {
-	if prev.Kind == Panic || prev.Kind == Reboot {
-		return false
-	}
-	if r.Kind == Panic {
-		for _, s := range standalonePanics {
-			if strings.Contains(r.Title, s) {
-				return false
-			}
+// ruleOf finds the rule that made r from its header line in Text, so a
+// report read back from JSON works too; nil if none does.
+func ruleOf(r Report) *rule {
+	h, _ := headerOf(r)
+	return h.r
+}
+
+// headerOf finds r's header line in Text: its header and index.
+func headerOf(r Report) (header, int) {
+	for i, l := range strings.Split(r.Text, "\n") {
+		content, _ := split(clean(l))
+		if h, ok := match(content, true); ok && h.r.kind == r.Kind {
+			return h, i
 		}
 	}
-	return r.Line-endLine(prev) <= followUpGap
+	return header{r: &rule{}}, 0
 }
 
 // endLine estimates the log line where r ends from its Text: lines before
 // the header (openers) are not counted, lines left out of Text make the
 // estimate early, which only makes Most more cautious.
 func endLine(r Report) int {
-	lines := strings.Split(r.Text, "\n")
-	hdr := 0
-	for i, l := range lines {
-		if k, ok := Classify(l); ok && k == r.Kind {
-			hdr = i
-			break
-		}
-	}
-	return r.Line + len(lines) - 1 - hdr
+	_, hdr := headerOf(r)
+	return r.Line + strings.Count(r.Text, "\n") - hdr
 }
 
 // Classify says whether one line is a splat header and of which kind. The
@@ -183,7 +149,7 @@ func Classify(line string) (Kind, bool) {
 	if !ok {
 		return "", false
 	}
-	return h.kind, true
+	return h.r.kind, true
 }
 
 // Parse is the batch form of Parser over a whole log.

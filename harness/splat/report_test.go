@@ -2,7 +2,6 @@ package splat
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,108 +16,6 @@ type want struct {
 	line        int
 	fatal       bool
 	first, last string
-}
-
-// logTests has one row per file in testdata. most is the title Most must
-// pick ("" for a log without splats). To add a captured log, drop it in
-// testdata/ as real-<what>.log and add a row.
-var logTests = []struct {
-	file    string
-	most    string
-	reports []want
-}{
-	{"x86_64-sysrq-panic.log", "Kernel panic - not syncing: sysrq triggered crash", []want{
-		{Panic, "Kernel panic - not syncing: sysrq triggered crash", 33, true, "] Kernel panic - not syncing: sysrq triggered crash", "] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---"},
-	}},
-	{"i386-null-deref.log", "BUG: kernel NULL pointer dereference in khtest_null_init", []want{
-		{Oops, "BUG: kernel NULL pointer dereference in khtest_null_init", 23, true, "] BUG: kernel NULL pointer dereference, address: 00000004", "] ---[ end trace 0000000000000000 ]---"},
-		{Panic, "Kernel panic - not syncing: Fatal exception", 80, true, "] Kernel panic - not syncing: Fatal exception", "] Rebooting in 1 seconds.."},
-		{Reboot, "unexpected reboot", 87, true, "] Linux version 6.12.117 ", "] Linux version 6.12.117 "},
-	}},
-	{"i386-highmem-warn.log", "WARNING in kunmap_local_indexed", []want{
-		{Warning, "WARNING in kunmap_local_indexed", 11, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},
-	}},
-	{"x86_64-lockdep-circular.log", "WARNING: possible circular locking dependency detected in khtest_ab_path", []want{
-		{Lockdep, "WARNING: possible circular locking dependency detected in khtest_ab_path", 30, false, "] ======================================================", "]  </TASK>"},
-	}},
-	{"x86_64-hung-task.log", "INFO: task hung in khtest_waiter_fn", []want{
-		{HungTask, "INFO: task hung in khtest_waiter_fn", 29, false, "] INFO: task khtest_waiter:131 blocked for more than 122 seconds.", "] ============================================="},
-	}},
-	{"x86_64-rcu-stall.log", "INFO: rcu detected stall in khtest_spin_fn", []want{
-		{RCUStall, "INFO: rcu detected stall in khtest_spin_fn", 29, false, "] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "]  </TASK>"},
-	}},
-	{"x86_64-soft-lockup.log", "BUG: soft lockup in khtest_spin_fn", []want{
-		{SoftLockup, "BUG: soft lockup in khtest_spin_fn", 30, false, "[    C0] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [khtest_spin:141]", "[    C0]  </TASK>"},
-	}},
-	{"x86_64-kasan-uaf.log", "KASAN: slab-use-after-free Read in khtest_uaf_read", []want{
-		{KASAN, "KASAN: slab-use-after-free Read in khtest_uaf_read", 29, false, "] ==================================================================", "] =================================================================="},
-	}},
-	{"i386-kmsg-sleeping-function.log", "BUG: sleeping function called from invalid context in khtest_sleep_fn", []want{
-		{Bug, "BUG: sleeping function called from invalid context in khtest_sleep_fn", 3, false, "-;BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585", "-; entry_INT80_32+0x10d/0x10d"},
-	}},
-	{"x86_64-clean-boot.log", "", nil},
-	// Captured from real boots of kharness kernels (selftest suite, LKDTM).
-	{"real-i386-lkdtm-warning.log", "WARNING in lkdtm_WARNING", []want{
-		{Warning, "WARNING in lkdtm_WARNING", 168, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},
-	}},
-	{"real-i386-highmem-sysrq-panic.log", "Kernel panic - not syncing: sysrq triggered crash", []want{
-		{Panic, "Kernel panic - not syncing: sysrq triggered crash", 159, true, "] Kernel panic - not syncing: sysrq triggered crash", "] Kernel Offset: disabled"},
-	}},
-	{"real-x86_64-sysrq-panic.log", "Kernel panic - not syncing: sysrq triggered crash", []want{
-		{Panic, "Kernel panic - not syncing: sysrq triggered crash", 156, true, "] Kernel panic - not syncing: sysrq triggered crash", "] Kernel Offset: disabled"},
-	}},
-	{"real-x86_64-lkdtm-exception.log", "BUG: kernel NULL pointer dereference in lkdtm_EXCEPTION", []want{
-		{Oops, "BUG: kernel NULL pointer dereference in lkdtm_EXCEPTION", 154, true, "] BUG: kernel NULL pointer dereference, address: 0000000000000000", "] ---[ end trace 0000000000000000 ]---"},
-		{Panic, "Kernel panic - not syncing: Fatal exception", 197, true, "] Kernel panic - not syncing: Fatal exception", "] Kernel Offset: disabled"},
-	}},
-	// Captured from kharness's first i386 boot under TCG with -cpu max.
-	{"real-i386-tcg-amd-smp-warn.log", "WARNING in init_amd", []want{
-		{Warning, "WARNING in init_amd", 121, false, "] ------------[ cut here ]------------", "] ---[ end trace 0000000000000000 ]---"},
-	}},
-}
-
-func readLog(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestLogs(t *testing.T) {
-	for _, tc := range logTests {
-		t.Run(tc.file, func(t *testing.T) {
-			rs := Parse(readLog(t, tc.file))
-			if len(rs) != len(tc.reports) {
-				t.Fatalf("got %d reports, want %d:\n%s", len(rs), len(tc.reports), describe(rs))
-			}
-			for i, w := range tc.reports {
-				checkReport(t, rs[i], w)
-			}
-			m, ok := Most(rs)
-			if ok != (tc.most != "") || m.Title != tc.most {
-				t.Errorf("Most = %q, %v; want %q", m.Title, ok, tc.most)
-			}
-		})
-	}
-}
-
-// TestLogsHaveRows keeps a log dropped into testdata from going untested.
-func TestLogsHaveRows(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := map[string]bool{}
-	for _, tc := range logTests {
-		rows[tc.file] = true
-	}
-	for _, f := range files {
-		if !rows[filepath.Base(f)] {
-			t.Errorf("%s has no row in logTests", f)
-		}
-	}
 }
 
 func checkReport(t *testing.T, r Report, w want) {
@@ -151,9 +48,13 @@ func describe(rs []Report) string {
 // Feed must return a report exactly on header lines, and the pointers it
 // returned must end up with the final text.
 func TestStreaming(t *testing.T) {
-	for _, tc := range logTests {
-		t.Run(tc.file, func(t *testing.T) {
-			log := readLog(t, tc.file)
+	for _, path := range corpusFiles(t) {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			f, err := readCorpusFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := f.body
 			p := NewParser()
 			var got []*Report
 			for i, l := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n") {
@@ -423,6 +324,26 @@ func TestTitles(t *testing.T) {
 			{Bug, "BUG: scheduling while atomic in khtest_atomic_sleep", 10, false, "BUG: scheduling", "</TASK>"},
 			{Bug, "BUG: spinlock bad magic on CPU in khtest_badlock", 25, false, "BUG: spinlock", "</TASK>"},
 		}},
+		{"questionable frames name the function only without reliable ones", []string{
+			"INFO: task khtest:90 blocked for more than 10 seconds.",
+			"task:khtest state:D stack:0 pid:90 tgid:90 ppid:1 flags:0x00004000",
+			"Call Trace:", " <TASK>", " ? __schedule+0x1f0/0x5a0", " ? khtest_guess+0x10/0x20", " ? khtest_later+0x1/0x2", " </TASK>",
+			"khtest: next",
+			"INFO: task khtest:91 blocked for more than 10 seconds.",
+			"Call Trace:", " <TASK>", " ? khtest_guess+0x10/0x20", " khtest_wait+0x15/0x40", " ? khtest_later+0x1/0x2", " </TASK>",
+			"khtest: next",
+			cutHere,
+			"refcount_t: underflow; use-after-free.",
+			"WARNING: CPU: 1 PID: 92 at lib/refcount.c:28 refcount_warn_saturate+0x4a/0x110",
+			"RIP: 0010:refcount_warn_saturate+0x4a/0x110",
+			"Call Trace:", " <TASK>", " ? __warn+0x81/0x120", " ? refcount_warn_saturate+0x4a/0x110",
+			" ? khtest_put+0x22/0x30", " </TASK>",
+			"---[ end trace 0000000000000000 ]---",
+		}, []want{
+			{HungTask, "INFO: task hung in khtest_guess", 1, false, "INFO: task", "</TASK>"},
+			{HungTask, "INFO: task hung in khtest_wait", 10, false, "INFO: task", "</TASK>"},
+			{Warning, "WARNING: refcount bug in khtest_put", 20, false, cutHere, "---[ end trace"},
+		}},
 		{"lockdep RCU usage names its place", []string{
 			"",
 			"=============================",
@@ -589,9 +510,9 @@ func TestBounded(t *testing.T) {
 
 // FuzzParse checks the invariants callers rely on for any input.
 func FuzzParse(f *testing.F) {
-	for _, tc := range logTests {
-		if b, err := os.ReadFile(filepath.Join("testdata", tc.file)); err == nil {
-			f.Add(b)
+	for _, path := range corpusFiles(f) {
+		if c, err := readCorpusFile(path); err == nil {
+			f.Add(c.body)
 		}
 	}
 	f.Add([]byte("[ 1.0] Oops: Oops: 0000 [#1]\n[ 1.0] ------------[ cut here ]------------\n\r\x00\x1b["))
@@ -620,4 +541,52 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRules checks the table's invariants: each kind has one severity,
+// every kind but Reboot (found only by a Parser) can be classified, and
+// only Reboot's rule needs a second sighting.
+func TestRules(t *testing.T) {
+	sev := map[Kind]int{}
+	for i, r := range rules {
+		if s, ok := sev[r.kind]; ok && s != r.severity {
+			t.Errorf("rule %d (%s): severity %d, another %s rule says %d", i, r.re, r.severity, r.kind, s)
+		}
+		sev[r.kind] = r.severity
+		if r.severity <= 0 {
+			t.Errorf("rule %d (%s): severity %d", i, r.re, r.severity)
+		}
+		if (r.title == nil) == (r.fixed == "") {
+			t.Errorf("rule %d (%s): wants exactly one of title and fixed", i, r.re)
+		}
+		if r.second != (r.kind == Reboot) {
+			t.Errorf("rule %d (%s): second = %v", i, r.re, r.second)
+		}
+		if r.isOops && r.wantsOops {
+			t.Errorf("rule %d (%s): a die() line does not want another", i, r.re)
+		}
+	}
+	for _, k := range []Kind{Panic, Oops, Bug, Warning, Lockdep, KASAN, KFENCE, UBSAN, HungTask, RCUStall, SoftLockup, HardLockup, Reboot} {
+		if sev[k] == 0 {
+			t.Errorf("kind %s has no rule", k)
+		}
+	}
+	if k, ok := Classify("Linux version 6.12.118 (kharness@kharness) (gcc 12.2.0) #1 SMP"); ok {
+		t.Errorf("Classify said %s for a banner", k)
+	}
+}
+
+// TestKmsgEscapes: /dev/kmsg writes a tab as \x09 and a backslash as
+// \x5c; the line reads as the console printed it.
+func TestKmsgEscapes(t *testing.T) {
+	for in, want := range map[string]string{
+		`rcu: \x091-...!: (0 ticks this GP)`: "rcu: \t1-...!: (0 ticks this GP)",
+		`path C:\x5cx and \x1b[0m colour`:    `path C:\x and  colour`,
+		`caf\xc3\xa9 \x7f`:                   "café ",
+		`plain \xZZ and \x41 stay`:           `plain \xZZ and \x41 stay`,
+	} {
+		if got := clean(in); got != want {
+			t.Errorf("clean(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

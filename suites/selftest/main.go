@@ -1,8 +1,10 @@
 // Command selftest is a test-only suite that makes the guest fail in each
 // way the harness must tell apart: a failing test, a kernel WARNING, a
 // panic, a guest that goes silent, and a test that runs until stopped.
-// It is never part of "all" (suite.yaml default: false); the harness's
-// end-to-end tests select single tests with "selftest:NAME".
+// Its lkdtm-* tests provoke one real kernel splat each (lkdtm.go) for the
+// splat classifier's corpus. It is never part of "all" (suite.yaml
+// default: false); the harness's end-to-end tests select single tests
+// with "selftest:NAME".
 package main
 
 import (
@@ -16,20 +18,24 @@ import (
 )
 
 func main() {
+	if typ := os.Getenv(lkdtmChildEnv); typ != "" {
+		lkdtmChild(typ)
+	}
 	// stuck and die come first: the e2e tests check that the test after
 	// them is reported as never run.
-	suite.Main("selftest",
-		suite.Test{Name: "stuck", Run: stuck},
-		suite.Test{Name: "die", Run: die},
-		suite.Test{Name: "pass", Run: func(t *suite.T) { t.Metric("answer", 42) }},
-		suite.Test{Name: "fail", Run: func(t *suite.T) { t.Errorf("deliberate failure") }},
-		suite.Test{Name: "skip", Run: func(t *suite.T) { t.Skipf("deliberate skip") }},
-		suite.Test{Name: "warn", Run: lkdtm("WARNING")},
-		suite.Test{Name: "oops", Run: lkdtm("EXCEPTION")},
-		suite.Test{Name: "panic", Run: sysrqCrash},
-		suite.Test{Name: "hang", Run: hang},
-		suite.Test{Name: "sleep", Run: sleep},
-	)
+	tests := []suite.Test{
+		{Name: "stuck", Run: stuck},
+		{Name: "die", Run: die},
+		{Name: "pass", Run: func(t *suite.T) { t.Metric("answer", 42) }},
+		{Name: "fail", Run: func(t *suite.T) { t.Errorf("deliberate failure") }},
+		{Name: "skip", Run: func(t *suite.T) { t.Skipf("deliberate skip") }},
+		{Name: "warn", Run: lkdtm("WARNING")},
+		{Name: "oops", Run: lkdtm("EXCEPTION")},
+		{Name: "panic", Run: sysrqCrash},
+		{Name: "hang", Run: hang},
+		{Name: "sleep", Run: sleep},
+	}
+	suite.Main("selftest", append(tests, lkdtmTests()...)...)
 }
 
 // stuck never returns, but the guest stays alive (its heartbeat goes on):
