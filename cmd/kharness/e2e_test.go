@@ -481,15 +481,17 @@ func TestE2EInterrupt(t *testing.T) {
 }
 
 // ciMutants are the nightly.yaml cells CI runs: every kmap_local mutant
-// and its negative control, and three cow, uffd and umcg mutants (a
-// kernel build of ~30 s and a boot each; for umcg the wake-up ordering,
-// the list push and the pin release). The nightly runs them all and the
+// and its negative control, four cow and uffd mutants and three umcg ones
+// (a kernel build of ~30 s and a boot each; for cow the early copy, the
+// reuse check, the TLB flush and the GUP-fast seqcount race, for uffd the
+// wake range, the mfill retry, the move and the wake-up recheck; for umcg
+// the wake-up ordering, the list push and the pin release). The nightly runs them all and the
 // stock-kernel tearing cell; the umcg suite itself runs in the default
 // matrix (TestE2EDefaultMatrix).
 var ciMutants = []string{
 	"kmap-*",
-	"cow-no-early-copy", "cow-wp-reuse-mapcount", "cow-tearing-no-flush",
-	"uffd-wake-range-off-by-one", "uffd-mfill-retry-src", "uffd-move-keep-src",
+	"cow-no-early-copy", "cow-wp-reuse-mapcount", "cow-tearing-no-flush", "cow-gup-fast-no-seq",
+	"uffd-wake-range-off-by-one", "uffd-mfill-retry-src", "uffd-move-keep-src", "uffd-no-recheck-after-queue",
 	"umcg-wake-before-enqueue", "umcg-push-no-cmpxchg", "umcg-pin-leak-on-block",
 }
 
