@@ -78,12 +78,24 @@ func TestProbeSector(t *testing.T) {
 }
 
 // fakeQEMU builds the stand-in QEMU once per test binary.
-var fakeQEMU = sync.OnceValues(func() (string, error) {
+// standInDir holds the stand-in QEMU built for this test binary; TestMain
+// removes it, so test runs leave nothing in /tmp.
+var standInDir string
+
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kharness-fakeqemu-")
 	if err != nil {
-		return "", err
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	bin := filepath.Join(dir, "qemu-system-x86_64")
+	standInDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var fakeQEMU = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(standInDir, "qemu-system-x86_64")
 	out, err := exec.Command("go", "build", "-o", bin, "./testdata/fakeqemu").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build fakeqemu: %v\n%s", err, out)

@@ -19,12 +19,24 @@ import (
 	"github.com/kharness/kharness/harness/target"
 )
 
-var standIn = sync.OnceValues(func() (string, error) {
+// standInDir holds the stand-in QEMU built for this test binary; TestMain
+// removes it, so test runs leave nothing in /tmp.
+var standInDir string
+
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kharness-standin-")
 	if err != nil {
-		return "", err
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	bin := filepath.Join(dir, "qemu-system-x86_64")
+	standInDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var standIn = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(standInDir, "qemu-system-x86_64")
 	if out, err := exec.Command("go", "build", "-o", bin, "../boot/testdata/fakeqemu").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build the stand-in QEMU: %v\n%s", err, out)
 	}
