@@ -25,20 +25,21 @@ import (
 	"github.com/kharness/kharness/harness/outcome"
 )
 
-// demoPatches makes a patches directory holding the real sets and the
-// demo series of testdata.
+// demoPatches makes a patches directory holding copies of the real sets
+// and the demo series of testdata (copies: patch set discovery does not
+// follow symlinked directories).
 func demoPatches(t *testing.T) string {
 	t.Helper()
 	root := repoRoot(t)
 	dir := filepath.Join(t.TempDir(), "patches")
 	os.MkdirAll(dir, 0o755)
 	for _, s := range []string{"cow", "kmap-local", "umcg"} {
-		if err := os.Symlink(filepath.Join(root, "patches", s), filepath.Join(dir, s)); err != nil {
+		if err := os.CopyFS(filepath.Join(dir, s), os.DirFS(filepath.Join(root, "patches", s))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, s := range []string{"pc-demo", "bisect-demo"} {
-		if err := os.Symlink(filepath.Join(root, "cmd/kharness/testdata/patches", s), filepath.Join(dir, s)); err != nil {
+		if err := os.CopyFS(filepath.Join(dir, s), os.DirFS(filepath.Join(root, "cmd/kharness/testdata/patches", s))); err != nil {
 			t.Fatal(err)
 		}
 	}
