@@ -97,6 +97,23 @@ func Discover(root string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// A set linked in from elsewhere (a developer's series) counts;
+			// it is not descended into, so links cannot loop.
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				return nil
+			}
+			ok, err := isSetDir(p)
+			if err != nil || !ok {
+				return err
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			names = append(names, filepath.ToSlash(rel))
+			return nil
+		}
 		if !d.IsDir() {
 			return nil
 		}

@@ -26,6 +26,40 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
+// TestDiscoverSymlinkedSet: a set linked in from elsewhere is found (and
+// loads); a link to a file or a dangling link is not a set.
+func TestDiscoverSymlinkedSet(t *testing.T) {
+	dir := t.TempDir()
+	good, err := filepath.Abs(filepath.Join(testRoot, "good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{
+		"linked":   good,
+		"file":     filepath.Join(good, "0001-kmap-local-doc.patch"),
+		"dangling": filepath.Join(dir, "nowhere"),
+		"loop":     dir,
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"linked"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Discover = %q, want %q", got, want)
+	}
+	s, err := Load(dir, "linked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Patches) != 2 {
+		t.Errorf("linked set: %d patches, want 2", len(s.Patches))
+	}
+}
+
 func TestLoad(t *testing.T) {
 	type wantPatch struct {
 		file    string
