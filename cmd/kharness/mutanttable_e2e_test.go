@@ -5,6 +5,7 @@
 // own mm selftests (suite kselftest-mm) instead of its kharness tests, to
 // say per mutant which of the two test sets catches it. The kharness
 // column is the nightly's own verdict (TestE2EMutants, make nightly).
+// KHARNESS_MUTANT_CELLS=pattern,... limits it to some cells.
 package main
 
 import (
@@ -48,6 +49,10 @@ func TestMutantTable(t *testing.T) {
 	}
 	cfg, res := writeConfig(t, string(extra), nil)
 	args := []string{"run", "-c", cfg}
+	// KHARNESS_MUTANT_CELLS (cell patterns, as --cell) makes a partial table.
+	if only := os.Getenv("KHARNESS_MUTANT_CELLS"); only != "" {
+		args = append(args, "--cell", only)
+	}
 	if lock := os.Getenv("KHARNESS_LOCK"); lock != "" {
 		out, err := exec.Command("flock", append([]string{lock, bin}, args...)...).CombinedOutput()
 		t.Logf("run: %v\n%s", err, tail(string(out), 40))
@@ -55,6 +60,9 @@ func TestMutantTable(t *testing.T) {
 		kharness(t, nil, args...)
 	}
 	run, _ := loadRun(t, res)
+	if len(run.Cells) == 0 {
+		t.Fatal("the run has no cells")
+	}
 	var rows []string
 	for _, c := range run.Cells {
 		var failed []string
@@ -71,6 +79,7 @@ func TestMutantTable(t *testing.T) {
 		switch {
 		case c.Outcome == outcome.Infra || c.Outcome == outcome.Interrupted || c.Raw == outcome.BuildFail:
 			verdict = "no verdict: " + string(c.Outcome)
+			t.Errorf("%s: no verdict (%s: %s)", c.ID, c.Outcome, c.Reason)
 		case c.Raw == outcome.KernelCrash && c.Crash != nil:
 			verdict = "caught: kernel crash in " + c.BlameTest + ": " + c.Crash.Title
 		case len(failed) > 0:
@@ -81,6 +90,8 @@ func TestMutantTable(t *testing.T) {
 	table := "| mutant cell | target | kselftest-mm at 10 s |\n|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	t.Log("\n" + table)
 	if out := os.Getenv("KHARNESS_MUTANT_TABLE"); out != "" {
-		os.WriteFile(out, []byte(table), 0o644)
+		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
+			t.Error(err)
+		}
 	}
 }
