@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kharness/kharness/suites/internal/kmsg"
 	"github.com/kharness/kharness/suites/suite"
 	"github.com/kharness/kharness/suites/sysinfo"
 )
@@ -120,15 +120,15 @@ func (c lkdtmCase) run(t *suite.T) {
 			t.Fatalf("write %s to %s: %v", k[1], k[0], err)
 		}
 	}
-	km, err := openKmsg()
+	km, err := kmsg.Open()
 	if err != nil {
 		t.Fatalf("/dev/kmsg: %v", err)
 	}
-	defer km.close()
+	defer km.Close()
 	if c.await == "" {
 		provoke(t, c.typ)
 		t.Logf("LKDTM %s returned", c.typ)
-		for _, l := range km.lines(0) {
+		for _, l := range km.Lines(0) {
 			if strings.Contains(l, "lkdtm: FAIL") {
 				t.Errorf("%s", l)
 			}
@@ -154,12 +154,12 @@ func (c lkdtmCase) run(t *suite.T) {
 	limit := t.Params().Scaled(3 * time.Minute)
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		for _, l := range km.lines(time.Second) {
+		for _, l := range km.Lines(time.Second) {
 			if re.MatchString(l) {
 				t.Logf("LKDTM %s reported: %s", c.typ, l)
 				// Let the report finish before the agent reads the log
 				// (lockup reports repeat: at most half a minute).
-				for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && len(km.lines(3*time.Second)) > 0; {
+				for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && len(km.Lines(3*time.Second)) > 0; {
 				}
 				return
 			}
@@ -217,46 +217,3 @@ func lkdtmChild(typ string) {
 	fmt.Fprintf(os.Stderr, "selftest: LKDTM %s returned\n", typ)
 	os.Exit(1)
 }
-
-// kmsg reads the kernel log from where it stood at open.
-type kmsg struct{ fd int }
-
-func openKmsg() (*kmsg, error) {
-	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &kmsg{fd: fd}, nil
-}
-
-// lines returns the messages logged since the last call, waiting up to
-// wait for the first one.
-func (k *kmsg) lines(wait time.Duration) []string {
-	if wait > 0 {
-		fds := []unix.PollFd{{Fd: int32(k.fd), Events: unix.POLLIN}}
-		unix.Poll(fds, int(wait/time.Millisecond))
-	}
-	var out []string
-	buf := make([]byte, 8192)
-	for {
-		n, err := unix.Read(k.fd, buf)
-		if errors.Is(err, unix.EPIPE) {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return out
-		}
-		rec := string(buf[:n])
-		if i := strings.IndexByte(rec, ';'); i >= 0 {
-			rec = rec[i+1:]
-		}
-		rec, _, _ = strings.Cut(rec, "\n")
-		out = append(out, rec)
-	}
-}
-
-func (k *kmsg) close() { unix.Close(k.fd) }

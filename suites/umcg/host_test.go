@@ -122,15 +122,6 @@ func TestParsePins(t *testing.T) {
 
 func TestSmallParsers(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{"6,1234,567890,-;umcg: killing task 12: cannot read its umcg_task\n", "umcg: killing task 12: cannot read its umcg_task"},
-		{"4,1,2,-;line\n SUBSYSTEM=x\n", "line"},
-		{"no prefix", "no prefix"},
-	} {
-		if got := kmsgText(tc.in); got != tc.want {
-			t.Errorf("kmsgText(%q) = %q", tc.in, got)
-		}
-	}
-	for _, tc := range []struct{ in, want string }{
 		{"123 (umcg) S 1 2 3", "S"},
 		{"124 (a) b) (c) D 1", "D"},
 		{"garbage", "?"},

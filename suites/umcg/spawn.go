@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/suites/internal/kmsg"
 	"github.com/kharness/kharness/suites/internal/umcg"
 	"github.com/kharness/kharness/suites/internal/verdict"
 	"github.com/kharness/kharness/suites/suite"
@@ -66,11 +67,11 @@ func runChild(t *suite.T, p params, limit time.Duration) *childResult {
 // killAfter (if > 0): every thread must then die wherever it sleeps.
 func runChildKill(t *suite.T, p params, killAfter, limit time.Duration) *childResult {
 	base, pinErr := readPins()
-	km, kerr := openKmsg()
+	km, kerr := kmsg.Open()
 	if kerr != nil {
 		t.Logf("no /dev/kmsg (%v): kernel messages are not quoted", kerr)
 	}
-	defer km.close()
+	defer km.Close()
 
 	cmd := exec.Command("/proc/self/exe", childArg, p.encode())
 	cmd.Env = childEnv(p)
@@ -134,13 +135,13 @@ wait:
 		case err = <-exited:
 		case <-time.After(15 * time.Second):
 			t.Errorf("scenario %s: child %d does not die of SIGKILL within 15s: threads %v", p.Scenario, cmd.Process.Pid, threadStates(cmd.Process.Pid))
-			res.kmsg = km.lines()
+			res.kmsg = km.Lines(0)
 			logKmsg(t, res.kmsg)
 			return res
 		}
 	}
 	res.stderr = stderr.String()
-	res.kmsg = km.lines()
+	res.kmsg = km.Lines(0)
 	logKmsg(t, res.kmsg)
 	res.exitCode = cmd.ProcessState.ExitCode()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
