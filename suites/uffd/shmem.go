@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -36,13 +35,7 @@ func missingShmem(c *tcase) {
 	zeros := make([]byte, pageSize)
 	stale := bytes.Repeat([]byte{0xdb}, pageSize)
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var all unix.CPUSet
-	if unix.SchedGetaffinity(0, &all) == nil {
-		defer unix.SchedSetaffinity(0, &all)
-	}
-	pinCPU(0)
+	defer lockToCPU(0)()
 
 	for p := 0; p < pages; p++ {
 		zero := p%2 == 1

@@ -131,13 +131,7 @@ func wakePopulateRace(c *tcase) {
 	})
 	defer stop.Store(true)
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var all unix.CPUSet
-	if unix.SchedGetaffinity(0, &all) == nil {
-		defer unix.SchedSetaffinity(0, &all)
-	}
-	pinCPU(0)
+	defer lockToCPU(0)()
 	rng := newRand(testSeed(c.Params().Seed, c.Name()), 1)
 	var offset [popOps]int64 // > 0: the faulter waits longer
 	var iters, contested, early, late [popOps]int64
@@ -291,6 +285,23 @@ func threadFaults() int64 {
 		return -1
 	}
 	return int64(ru.Minflt) + int64(ru.Majflt)
+}
+
+// lockToCPU locks the calling goroutine to its thread and binds the
+// thread to CPU i (if the guest has it); the function it returns undoes
+// both.
+func lockToCPU(i int) (restore func()) {
+	runtime.LockOSThread()
+	var all unix.CPUSet
+	saved := unix.SchedGetaffinity(0, &all) == nil
+	pinCPU(i)
+	return func() {
+		if saved {
+			// Best effort: the thread is unlocked next either way.
+			_ = unix.SchedSetaffinity(0, &all)
+		}
+		runtime.UnlockOSThread()
+	}
 }
 
 // pinCPU binds the calling (locked) thread to CPU i if the guest has it.
