@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -150,6 +151,36 @@ func findTest(c *results.Cell, suite, name string) *results.Test {
 // TestE2EDefaultMatrix runs the default matrix (both targets, every patch
 // set stacked, every default suite) on real kernels, then reruns it with
 // `make` replaced by a tripwire to prove an unchanged rerun builds nothing.
+// logTally logs a cell's results per suite (outcome counts, known
+// failures apart) and its boot time, for the CI log.
+func logTally(t *testing.T, c *results.Cell) {
+	t.Helper()
+	type tally map[string]int
+	per := map[string]tally{}
+	var suites []string
+	for _, tc := range c.Tests {
+		if per[tc.Suite] == nil {
+			per[tc.Suite] = tally{}
+			suites = append(suites, tc.Suite)
+		}
+		o := string(tc.Outcome)
+		if tc.Known != "" {
+			o = "known"
+		}
+		per[tc.Suite][o]++
+	}
+	var parts []string
+	for _, s := range suites {
+		var kv []string
+		for o, n := range per[s] {
+			kv = append(kv, fmt.Sprintf("%s %d", o, n))
+		}
+		sort.Strings(kv)
+		parts = append(parts, s+" ("+strings.Join(kv, ", ")+")")
+	}
+	t.Logf("%s: %s in %.1fs boot; %s", c.ID, c.Outcome, c.BootSeconds, strings.Join(parts, "; "))
+}
+
 func TestE2EDefaultMatrix(t *testing.T) {
 	cfg, res := writeConfig(t, "", nil)
 	r := kharness(t, nil, "run", "-c", cfg)
@@ -162,6 +193,7 @@ func TestE2EDefaultMatrix(t *testing.T) {
 		if c.Outcome != outcome.Pass {
 			t.Errorf("%s: %s: %s", c.ID, c.Outcome, c.Reason)
 		}
+		logTally(t, c)
 		if c.Accel == "" || c.GuestInfo["release"] == "" {
 			t.Errorf("%s: accel %q / guest info %v not recorded", c.ID, c.Accel, c.GuestInfo)
 		}
