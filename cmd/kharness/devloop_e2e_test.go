@@ -181,7 +181,12 @@ func TestE2ERerunAndGDB(t *testing.T) {
 	if gdbinit == "" {
 		t.Fatalf("kharness boot --gdb printed no .gdbinit")
 	}
-	gdb := exec.Command("gdb", "-batch", "-nx", "-x", gdbinit, "-ex", "print linux_banner", "-ex", "detach")
+	// Paused at the reset vector the kernel is not yet decompressed: run
+	// to start_kernel (a hardware breakpoint: the decompressor overwrites
+	// memory a software one would patch), then read the banner (vmlinux
+	// has symbols, not debug info: no type, so x/s).
+	gdb := exec.Command("gdb", "-batch", "-nx", "-x", gdbinit, "-ex", "hbreak start_kernel", "-ex", "continue",
+		"-ex", "x/s &linux_banner", "-ex", "detach")
 	gout, err := gdb.CombinedOutput()
 	if err != nil || !strings.Contains(string(gout), "Linux version 6.12") {
 		t.Errorf("gdb session: %v\n%s", err, gout)

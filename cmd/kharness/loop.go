@@ -122,6 +122,8 @@ func writeGDBInit(dir string, spec boot.Spec, vmlinux, port string) (string, err
 		return "", fmt.Errorf("target %s boots with KASLR: breakpoints would not match vmlinux", spec.Target.Name)
 	}
 	init := fmt.Sprintf(`# kharness boot --gdb: the kernel %s, paused at its first instruction.
+# It is not decompressed yet: use hardware breakpoints until it runs
+# (hbreak start_kernel, continue); vmlinux has symbols, not debug info.
 set pagination off
 set architecture %s
 file %s
