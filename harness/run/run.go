@@ -467,9 +467,9 @@ func (p *Pipeline) KernelOf(ctx context.Context, c config.MatrixCell, sets []*pa
 		p.logf(c.ID, "kconfig: %s + %d fragment(s) → olddefconfig", t.BaseConfig, len(frags))
 		kctx, cancel := context.WithTimeout(ctx, p.Cfg.Timeouts.Command)
 		t0 := time.Now()
-		defer mark(StageKconfig, t0)
 		cfgData, err = kconfig.Configure(kctx, kconfig.Request{Src: w.Dir, BuildDir: buildDir, Arch: t.Arch,
 			Base: t.BaseConfig, Fragments: frags, Log: klog})
+		mark(StageKconfig, t0) // not deferred: that would count the build too
 		cancel()
 		klog.Close()
 		w.Release()
