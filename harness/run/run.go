@@ -1002,7 +1002,11 @@ func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.
 			running, runningSince = Printable(e.Suite+"/"+e.Test), time.Now()
 			btask.Set(int64(finished), running)
 		case event.Progress:
-			btask.Set(int64(finished), fmt.Sprintf("%s %s, %d iterations", running, time.Since(runningSince).Round(time.Second), e.Iterations))
+			detail := fmt.Sprintf("%s %s", running, time.Since(runningSince).Round(time.Second))
+			if e.Iterations > 0 {
+				detail += fmt.Sprintf(", %d iterations", e.Iterations)
+			}
+			btask.Set(int64(finished), detail)
 			return // heartbeats are on disk; results.json is not rewritten for each
 		case event.SuiteEnd:
 			timing("suite "+e.Suite, float64(e.DurationMS)/1000)
@@ -1011,7 +1015,11 @@ func (p *Pipeline) BootCell(ctx context.Context, store *results.Store, c config.
 		store.Update(func(*results.Run) { done = rc.Apply(e) })
 		switch {
 		case done != nil:
-			finished++
+			// The total counts declared tests: a kselftest program's or a
+			// KUnit suite's cases ("cow/<case>") are reported, not counted.
+			if !strings.Contains(done.Name, "/") {
+				finished++
+			}
 			btask.Set(int64(finished), "")
 			p.logf(c.ID, "%s/%s: %s", done.Suite, done.Name, done.Outcome)
 		case e.Type == event.SuiteEnd && e.Result != event.Pass:

@@ -86,8 +86,14 @@ func (a *agent) kselftest(s guest.Suite, plan *guest.KselftestPlan, args guest.B
 	a.emit(event.Event{Type: event.SuiteEnd, Suite: s.Name, Result: res, Message: msg, DurationMS: time.Since(start).Milliseconds()})
 }
 
-// uffdUnitRe is a line of 6.12's uffd-unit-tests.
-var uffdUnitRe = regexp.MustCompile(`^Testing (.+?)\.\.\. (done|skipped \[reason: (.*)\]|failed \[reason: (.*)\])\s*$`)
+// uffdUnitRe is a line of 6.12's uffd-unit-tests; uffdUnitStartRe the
+// start of a case whose result is not on the same line (the program
+// printed in between, or died in it); uffdUnitEndRe that result.
+var (
+	uffdUnitRe      = regexp.MustCompile(`^Testing (.+?)\.\.\. (done|skipped \[reason: (.*)\]|failed \[reason: (.*)\])\s*$`)
+	uffdUnitStartRe = regexp.MustCompile(`^Testing (.+?)\.\.\.`)
+	uffdUnitEndRe   = regexp.MustCompile(`(done|skipped \[reason: (.*)\]|failed \[reason: (.*)\])\s*$`)
+)
 
 // program runs one selftest program.
 func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProgram, args guest.BootArgs) {
@@ -153,6 +159,7 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 		}
 		caseEnd(path, ktapResult(t.Result), msg)
 	}})
+	uu := &uffdUnit{end: caseEnd}
 	var tail []string
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -166,16 +173,7 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 		}
 		switch p.Format {
 		case "uffd-unit":
-			if m := uffdUnitRe.FindStringSubmatch(line); m != nil {
-				switch {
-				case m[2] == "done":
-					caseEnd(m[1], event.Pass, "")
-				case m[3] != "" || strings.HasPrefix(m[2], "skipped"):
-					caseEnd(m[1], event.Skip, m[3])
-				default:
-					caseEnd(m[1], event.Fail, m[4])
-				}
-			}
+			uu.line(line)
 		default:
 			parser.Feed(line)
 		}
@@ -184,6 +182,8 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 	stopBeat()
 	if p.Format != "uffd-unit" {
 		parser.Finish() // a test that never got its result line: crashed
+	} else {
+		uu.finish(tail)
 	}
 	var ee *exec.ExitError
 	switch {
@@ -198,6 +198,63 @@ func (a *agent) program(ctx context.Context, suite string, p guest.KselftestProg
 	default:
 		end(event.Fail, fmt.Sprintf("%v\n%s", werr, strings.Join(tail, "\n")))
 	}
+}
+
+// uffdUnit follows uffd-unit-tests' "Testing <case>... <result>" lines.
+// A case whose result never comes (the program died in it: a segfault,
+// an err() exit) is a failure of that case, not only of the program.
+type uffdUnit struct {
+	end     func(name string, res event.Result, msg string)
+	pending string   // a case started, its result not seen yet
+	between []string // what it printed since
+}
+
+func (u *uffdUnit) line(line string) {
+	if m := uffdUnitRe.FindStringSubmatch(line); m != nil {
+		u.finish(nil) // a case that started before and never ended
+		u.result(m[1], m[2], m[3], m[4])
+		return
+	}
+	if m := uffdUnitStartRe.FindStringSubmatch(line); m != nil {
+		u.finish(nil)
+		u.pending = m[1]
+		return
+	}
+	if u.pending == "" {
+		return
+	}
+	if m := uffdUnitEndRe.FindStringSubmatch(line); m != nil {
+		name := u.pending
+		u.pending, u.between = "", nil
+		u.result(name, m[1], m[2], m[3])
+		return
+	}
+	u.between = append(u.between, line)
+}
+
+func (u *uffdUnit) result(name, what, skipReason, failReason string) {
+	switch {
+	case what == "done":
+		u.end(name, event.Pass, "")
+	case strings.HasPrefix(what, "skipped"):
+		u.end(name, event.Skip, skipReason)
+	default:
+		u.end(name, event.Fail, failReason)
+	}
+}
+
+// finish fails a case still waiting for its result, with what it printed
+// (or the program's last lines).
+func (u *uffdUnit) finish(tail []string) {
+	if u.pending == "" {
+		return
+	}
+	out := u.between
+	if len(out) == 0 {
+		out = tail
+	}
+	u.end(u.pending, event.Fail, strings.TrimSpace("no result line: the program (or the kernel) died in it\n"+strings.Join(lastN(out, 10), "\n")))
+	u.pending, u.between = "", nil
 }
 
 // ktapResult maps a KTAP status to an event result: an expected failure
