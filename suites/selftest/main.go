@@ -9,8 +9,10 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -51,8 +53,15 @@ func stuck(t *suite.T) {
 }
 
 // die kills the suite process in the middle of a test, as a segfault
-// would: the tests after it never report.
+// would: the tests after it never report. The Go runtime catches a
+// SIGSEGV sent by kill (and exits 2 with a goroutine dump), so the
+// signal's disposition goes back to the kernel's default first: the
+// process is then killed by the signal itself, as by a real fault in C.
 func die(t *suite.T) {
+	var dfl [4]uint64 // struct sigaction, all zero: SIG_DFL, no flags
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGSEGV), uintptr(unsafe.Pointer(&dfl[0])), 0, 8, 0, 0); e != 0 {
+		t.Fatalf("rt_sigaction(SIGSEGV, SIG_DFL): %v", e)
+	}
 	unix.Kill(os.Getpid(), unix.SIGSEGV)
 	time.Sleep(time.Minute)
 	t.Errorf("SIGSEGV did not kill the suite")
@@ -82,6 +91,14 @@ func sysrqCrash(t *suite.T) {
 func hang(t *suite.T) {
 	if err := os.WriteFile("/proc/sys/kernel/sched_rt_runtime_us", []byte("-1"), 0); err != nil {
 		t.Logf("cannot disable RT throttling: %v", err)
+	}
+	// Since 6.12 a deadline server runs CFS tasks 50 ms a second even under
+	// RT hogs (the agent's heartbeat would go on): turn it off per CPU.
+	servers, _ := filepath.Glob("/sys/kernel/debug/sched/fair_server/cpu*/runtime")
+	for _, f := range servers {
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
+			t.Logf("cannot turn off the fair server (%s): %v", f, err)
+		}
 	}
 	t.Logf("starving all CPUs with SCHED_FIFO spinners")
 	for cpu := 0; cpu < runtime.NumCPU(); cpu++ {
