@@ -169,7 +169,9 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	}
 	args := []string{"-C", r.Src, "O=" + r.BuildDir, "ARCH=" + r.Arch, fmt.Sprintf("-j%d", jobs),
 		"KBUILD_BUILD_USER=kharness", "KBUILD_BUILD_HOST=kharness", "KBUILD_BUILD_TIMESTAMP=2000-01-01"}
-	var env []string
+	// The C locale: gcc's messages (quotes, translations) are then the
+	// same on every host, so warnings compare across builds and machines.
+	env := []string{"LC_ALL=C"}
 	if r.CCache != "" && CCacheAvailable() {
 		args = append(args, "CC=ccache gcc", "HOSTCC=ccache gcc")
 		// Depend mode: on a miss ccache takes the headers from the
@@ -225,6 +227,9 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 		}
 		be := &Error{LogPath: logPath}
 		be.Errors = Diagnostics(captured.Bytes(), "error", "fatal error")
+		for i := range be.Errors {
+			be.Errors[i].File = relTo(be.Errors[i].File, r.Src, r.BuildDir)
+		}
 		if len(be.Errors) > 10 {
 			be.Errors = be.Errors[:10]
 		}
@@ -239,9 +244,25 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	}
 	var warnings []string
 	for _, d := range Diagnostics(captured.Bytes(), "warning") {
+		d.File = relTo(d.File, r.Src, r.BuildDir)
 		warnings = append(warnings, d.String())
 	}
 	return &Result{Image: img, Warnings: warnings, Objects: objects.n, Cold: cold}, nil
+}
+
+// relTo names a file relative to the first of dirs it is under: gcc
+// names a source by its absolute path in some O= builds, and a tree's
+// path differs between caches and hosts while "mm/mremap.c" does not.
+func relTo(file string, dirs ...string) string {
+	for _, d := range dirs {
+		if d == "" || !filepath.IsAbs(file) {
+			continue
+		}
+		if rel, err := filepath.Rel(d, file); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return file
 }
 
 // hostFaultRe are make/compiler messages about the machine, not the code.

@@ -63,3 +63,20 @@ func TestObjectCounter(t *testing.T) {
 		t.Errorf("counted %d objects (%v), want 5", c.n, got)
 	}
 }
+
+func TestRelTo(t *testing.T) {
+	src, out := "/root/.cache/kharness/trees/tar-c93391b6a4884e6428ff", "/root/.cache/kharness/build/x86_64-1"
+	tests := []struct{ file, want string }{
+		// The path gcc printed in a CI run's patchcheck (6.12, O= build).
+		{src + "/mm/mremap.c", "mm/mremap.c"},
+		{out + "/include/generated/autoconf.h", "include/generated/autoconf.h"},
+		{"mm/highmem.c", "mm/highmem.c"},
+		{"/tmp/kh-broken.h", "/tmp/kh-broken.h"},
+		{src + "-other/mm/x.c", src + "-other/mm/x.c"},
+	}
+	for _, tc := range tests {
+		if got := relTo(tc.file, src, out); got != tc.want {
+			t.Errorf("relTo(%q) = %q, want %q", tc.file, got, tc.want)
+		}
+	}
+}
