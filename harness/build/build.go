@@ -171,7 +171,8 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 		"KBUILD_BUILD_USER=kharness", "KBUILD_BUILD_HOST=kharness", "KBUILD_BUILD_TIMESTAMP=2000-01-01"}
 	// The C locale: gcc's messages (quotes, translations) are then the
 	// same on every host, so warnings compare across builds and machines.
-	env := []string{"LC_ALL=C"}
+	// Not LC_ALL: the kernel's Makefile unexports it.
+	env := []string{"LANG=C", "LC_CTYPE=C", "LC_MESSAGES=C"}
 	if r.CCache != "" && CCacheAvailable() {
 		args = append(args, "CC=ccache gcc", "HOSTCC=ccache gcc")
 		// Depend mode: on a miss ccache takes the headers from the
