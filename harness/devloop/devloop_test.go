@@ -164,6 +164,11 @@ func TestWarningsAndSymbols(t *testing.T) {
 	if k := warningKey("mm/mremap.c:1234:12: warning: 'x' defined but not used [-Wunused-function]"); k != "mm/mremap.c: warning: 'x' defined but not used [-Wunused-function]" {
 		t.Errorf("warningKey = %q", k)
 	}
+	// A kernel cached from a UTF-8 build (CI, 2026-12-07) and one built today.
+	utf8 := warningsByFile([]string{"mm/mremap.c:12:13: warning: \u2018kharness_demo_unused\u2019 defined but not used [-Wunused-function]"})
+	if !utf8["mm/mremap.c"]["mm/mremap.c: warning: 'kharness_demo_unused' defined but not used [-Wunused-function]"] {
+		t.Errorf("gcc's UTF-8 quotes kept: %v", utf8)
+	}
 	lost := lostSymbols([]byte("CONFIG_A=y\nCONFIG_B=y\nCONFIG_C=m\n# CONFIG_D is not set\n"), []byte("CONFIG_A=y\nCONFIG_C=y\n"))
 	if strings.Join(lost, ",") != "CONFIG_B=y -> n,CONFIG_C=m -> y" {
 		t.Errorf("lostSymbols = %v", lost)

@@ -169,7 +169,12 @@ type CheckRequest struct {
 // warningKeyRe strips line and column from "file:line:col: warning: msg".
 var warningKeyRe = regexp.MustCompile(`^([^:]+):\d+(?::\d+)?: (.*)$`)
 
+// warningQuotes are gcc's quotes in a UTF-8 locale: a kernel cached from
+// a build run in one says ‘x’ where today's C-locale build says 'x'.
+var warningQuotes = strings.NewReplacer("\u2018", "'", "\u2019", "'")
+
 func warningKey(w string) string {
+	w = warningQuotes.Replace(w)
 	if m := warningKeyRe.FindStringSubmatch(w); m != nil {
 		return m[1] + ": " + m[2]
 	}
