@@ -174,7 +174,11 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	// Not LC_ALL: the kernel's Makefile unexports it.
 	env := []string{"LANG=C", "LC_CTYPE=C", "LC_MESSAGES=C"}
 	if r.CCache != "" && CCacheAvailable() {
-		args = append(args, "CC=ccache gcc", "HOSTCC=ccache gcc")
+		cc, err := writeCCWrapper(r.CCache)
+		if err != nil {
+			return nil, outcome.Errorf(outcome.Infra, "compiler wrapper: %w", err)
+		}
+		args = append(args, "CC="+cc, "HOSTCC="+cc)
 		// Depend mode: on a miss ccache takes the headers from the
 		// compiler's own -MMD output instead of running the preprocessor
 		// first, which is most of its cold-build cost; the preprocessed
@@ -242,6 +246,9 @@ func Run(ctx context.Context, r Request, logPath string) (*Result, error) {
 	img := filepath.Join(r.BuildDir, r.Image)
 	if _, err := os.Stat(img); err != nil {
 		return nil, outcome.Errorf(outcome.BuildFail, "kernel build succeeded but %s is missing", img)
+	}
+	if err := checkPayload(r.BuildDir); err != nil {
+		return nil, payloadError(err)
 	}
 	var warnings []string
 	for _, d := range Diagnostics(captured.Bytes(), "warning") {

@@ -82,9 +82,14 @@ func (img *Image) Release() { img.hold.Release() }
 // .config and the build log.
 var artefacts = []string{"bzImage", "vmlinux", "config", "build.log"}
 
+// recipe names how images are built; a change that makes earlier entries
+// untrustworthy changes it. 2: sources with .incbin bypass ccache (before,
+// a bzImage could carry another build's kernel).
+const recipe = "2"
+
 // ImageKey is the cache key of the image r describes.
 func ImageKey(r ImageRequest) string {
-	return cache.Key("kernel", r.SourceID, r.PatchDigest, r.Arch, string(r.Config), r.Compiler)
+	return cache.Key("kernel", recipe, r.SourceID, r.PatchDigest, r.Arch, string(r.Config), r.Compiler)
 }
 
 // GetImage returns the image r describes. The entry's lock is held while it
