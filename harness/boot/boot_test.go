@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/internal/standin"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/splat"
 	"github.com/kharness/kharness/harness/target"
@@ -77,36 +77,19 @@ func TestProbeSector(t *testing.T) {
 	}
 }
 
-// fakeQEMU builds the stand-in QEMU once per test binary.
-// standInDir holds the stand-in QEMU built for this test binary; TestMain
-// removes it, so test runs leave nothing in /tmp.
-var standInDir string
+// qemu is the stand-in QEMU, built on first use; TestMain removes it.
+var qemu standin.QEMU
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kharness-fakeqemu-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	standInDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	qemu.Cleanup()
 	os.Exit(code)
 }
-
-var fakeQEMU = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(standInDir, "qemu-system-x86_64")
-	out, err := exec.Command("go", "build", "-o", bin, "./testdata/fakeqemu").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build fakeqemu: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // scripted boots the stand-in with script and short deadlines.
 func scripted(t *testing.T, script string, tweak func(*Spec)) (*Result, []event.Event, string) {
 	t.Helper()
-	bin, err := fakeQEMU()
+	bin, err := qemu.Path()
 	if err != nil {
 		t.Fatal(err)
 	}

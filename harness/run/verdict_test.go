@@ -4,51 +4,35 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kharness/kharness/harness/boot"
 	"github.com/kharness/kharness/harness/event"
 	"github.com/kharness/kharness/harness/guest"
+	"github.com/kharness/kharness/harness/internal/standin"
 	"github.com/kharness/kharness/harness/outcome"
 	"github.com/kharness/kharness/harness/results"
 	"github.com/kharness/kharness/harness/target"
 )
 
-// standInDir holds the stand-in QEMU built for this test binary; TestMain
-// removes it, so test runs leave nothing in /tmp.
-var standInDir string
+// qemu is the stand-in QEMU, built on first use; TestMain removes it.
+var qemu standin.QEMU
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kharness-standin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	standInDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	qemu.Cleanup()
 	os.Exit(code)
 }
-
-var standIn = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(standInDir, "qemu-system-x86_64")
-	if out, err := exec.Command("go", "build", "-o", bin, "../boot/testdata/fakeqemu").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the stand-in QEMU: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // TestVerdictThroughBoot replays the guest streams through the
 // stand-in QEMU, the real boot.Run and results.Cell: a suite that never
 // starts or dies between tests is not green, and a mutant is caught only
 // by a test failing, never by a watchdog or a dead agent.
 func TestVerdictThroughBoot(t *testing.T) {
-	bin, err := standIn()
+	bin, err := qemu.Path()
 	if err != nil {
 		t.Fatal(err)
 	}
